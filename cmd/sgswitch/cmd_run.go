@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sgswitch/sgswitch/filter/config"
+	vswitch "github.com/sgswitch/sgswitch/switch"
+	"github.com/sgswitch/sgswitch/switch/lab"
+	"github.com/sgswitch/sgswitch/switch/port"
+)
+
+// configFlag registers -c/--config on fs.
+func configFlag(fs *flag.FlagSet) *string {
+	p := fs.String("c", "", "configuration `FILE`")
+	fs.StringVar(p, "config", "", "configuration `FILE` (same as -c)")
+	return p
+}
+
+// parseFlags parses args with fs and requires a configuration file.
+func parseFlags(fs *flag.FlagSet, args []string, cfgPath *string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return usageError("%s: %v (see sgswitch %s -h)", fs.Name(), err, fs.Name())
+	}
+	if cfgPath != nil && *cfgPath == "" {
+		return usageError("%s: the configuration file is missing: pass -c FILE", fs.Name())
+	}
+	return nil
+}
+
+// loadConfig reads and validates the configuration; invalid is exit status 2.
+func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	return cfg, nil
+}
+
+// openPorts opens (creating when needed) every TAP the configuration names:
+// the instances' in file order, then the uplink's.
+func openPorts(cfg *config.Config) ([]port.Port, error) {
+	var names []string
+	for _, in := range cfg.Instances {
+		names = append(names, in.TAP)
+	}
+	if cfg.Uplink != nil {
+		names = append(names, cfg.Uplink.Port)
+	}
+	ports := make([]port.Port, 0, len(names))
+	for _, n := range names {
+		p, err := port.OpenTAP(n, port.TAPOptions{Offload: cfg.Switch.Offload})
+		if err != nil {
+			for _, q := range ports {
+				q.Close()
+			}
+			return nil, err
+		}
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	cfgPath := configFlag(fs)
+	if err := parseFlags(fs, args, cfgPath); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ports, err := openPorts(cfg)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, ports, log, nil)
+}
+
+// serve runs the switch on ports with its control socket until ctx ends.
+// ready, when set, is called once the switch is serving.
+func serve(ctx context.Context, cfg *config.Config, ports []port.Port, log *slog.Logger, ready func() error) error {
+	sw, err := vswitch.New(cfg, ports, vswitch.Options{Logger: log})
+	if err != nil {
+		for _, p := range ports {
+			p.Close()
+		}
+		return err
+	}
+	ctl, err := vswitch.ListenControl(cfg.Switch.Control)
+	if err != nil {
+		for _, p := range ports {
+			p.Close()
+		}
+		return err
+	}
+	defer os.Remove(cfg.Switch.Control)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sw.Run(ctx) })
+	g.Go(func() error { return sw.ServeControl(ctx, ctl) })
+	g.Go(func() error { return reloadOnHUP(ctx, sw, cfg.File, log) })
+	if ready != nil {
+		g.Go(ready)
+	}
+	log.Info("sgswitch serving", "ports", sw.NumPorts(), "control", cfg.Switch.Control)
+	err = g.Wait()
+	log.Info("sgswitch stopped")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// reloadOnHUP re-reads the configuration file on SIGHUP. A file that does not
+// load, or that cannot be applied, leaves the running policy in force.
+func reloadOnHUP(ctx context.Context, sw *vswitch.Switch, path string, log *slog.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+		}
+		cfg, err := config.Load(path)
+		if err == nil {
+			err = sw.Apply(cfg)
+		}
+		if err != nil {
+			log.Error("reload refused; the previous configuration stays in force", "file", path, "err", err)
+			continue
+		}
+		log.Info("configuration reloaded", "file", path)
+	}
+}
+
+func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "up" && args[0] != "down") {
+		return usageError("lab: say up or down: sgswitch lab up -c FILE")
+	}
+	fs := flag.NewFlagSet("lab "+args[0], flag.ContinueOnError)
+	cfgPath := configFlag(fs)
+	if err := parseFlags(fs, args[1:], cfgPath); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath, stderr)
+	if err != nil {
+		return err
+	}
+	if args[0] == "down" {
+		return lab.Down(cfg)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ports, err := openPorts(cfg)
+	if err != nil {
+		return err
+	}
+	l, err := lab.Up(cfg)
+	if err != nil {
+		for _, p := range ports {
+			p.Close()
+		}
+		return err
+	}
+	defer func() {
+		if err := l.Down(); err != nil {
+			log.Error("lab teardown", "err", err)
+		}
+	}()
+	return serve(ctx, cfg, ports, log, func() error {
+		fmt.Fprintf(stdout, "lab up: namespaces %v; stop with Ctrl-C (or sgswitch lab down -c %s)\n", l.Namespaces(), *cfgPath)
+		return nil
+	})
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	cfgPath := configFlag(fs)
+	if err := parseFlags(fs, args, cfgPath); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath, stderr)
+	if err != nil {
+		return err
+	}
+	groups, rules := len(cfg.SecurityGroups), 0
+	for _, g := range cfg.SecurityGroups {
+		rules += len(g.Rules)
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d security groups, %d rules, %d instances\n", *cfgPath, groups, rules, len(cfg.Instances))
+	return nil
+}

@@ -1,0 +1,244 @@
+package main
+
+// End-to-end tests: real traffic between network namespaces through the
+// built sgswitch binary, run as `sgswitch lab up`. They need root and skip
+// without it. The lab's outside namespace is always called "internet", so
+// these tests run one at a time (no t.Parallel).
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sgswitch/sgswitch/filter/config"
+	vswitch "github.com/sgswitch/sgswitch/switch"
+	"github.com/sgswitch/sgswitch/switch/lab"
+)
+
+var sgswitchBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sgswitch-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sgswitchBin = filepath.Join(dir, "sgswitch")
+	out, err := exec.Command("go", "build", "-race", "-o", sgswitchBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building sgswitch: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end tests need root (network namespaces and TAP devices)")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("no /dev/net/tun")
+	}
+}
+
+// labRun is one `sgswitch lab up` process and its configuration.
+type labRun struct {
+	cfgPath string
+	cfg     *config.Config
+	socket  string
+	cmd     *exec.Cmd
+	log     *syncWriter
+}
+
+// startLab writes yaml (with a private control socket) and runs `sgswitch lab
+// up` on it until the test ends; then it stops the switch and runs `lab
+// down` so that nothing is left behind even when the test failed.
+func startLab(t *testing.T, yaml string) *labRun {
+	t.Helper()
+	requireRoot(t)
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "control.sock")
+	yaml = strings.Replace(yaml, "switch:\n", "switch:\n  control: "+socket+"\n", 1)
+	path := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec.Command(sgswitchBin, "lab", "down", "-c", path).Run() // leftovers of a crashed run
+	l := &labRun{cfgPath: path, cfg: cfg, socket: socket, log: &syncWriter{}}
+	l.cmd = exec.Command(sgswitchBin, "lab", "up", "-c", path)
+	stdout, err := l.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.cmd.Stderr = l.log
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		l.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- l.cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("sgswitch lab up exited with %v\n%s", err, l.log)
+			}
+		case <-time.After(10 * time.Second):
+			l.cmd.Process.Kill()
+			<-done
+			t.Errorf("sgswitch lab up did not stop on SIGTERM\n%s", l.log)
+		}
+		if out, err := exec.Command(sgswitchBin, "lab", "down", "-c", path).CombinedOutput(); err != nil {
+			t.Errorf("lab down: %v\n%s", err, out)
+		}
+	})
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "lab up:") {
+				ready <- nil
+				io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+		ready <- fmt.Errorf("sgswitch lab up ended before it was ready")
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("%v\n%s", err, l.log)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("sgswitch lab up not ready after 20s\n%s", l.log)
+	}
+	return l
+}
+
+// syncWriter lets the test read a log the child process is still writing.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// ctl runs `sgswitch ctl` against the lab's switch and returns its stdout.
+func (l *labRun) ctl(t *testing.T, args ...string) []byte {
+	t.Helper()
+	out, err := exec.Command(sgswitchBin, append([]string{"ctl", "--socket", l.socket}, args...)...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("sgswitch ctl %v: %v\n%s", args, err, ee.Stderr)
+		}
+		t.Fatalf("sgswitch ctl %v: %v", args, err)
+	}
+	return out
+}
+
+// reasons returns the per-reason drop/verdict counters of an instance's port.
+func (l *labRun) reasons(t *testing.T, instance string) map[string]uint64 {
+	t.Helper()
+	var stats struct{ Ports []vswitch.PortStats }
+	if err := json.Unmarshal(l.ctl(t, "stats", "-o", "json"), &stats); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range stats.Ports {
+		if p.Instance == instance {
+			return p.Reasons
+		}
+	}
+	t.Fatalf("no port for instance %s in stats", instance)
+	return nil
+}
+
+// waitReason waits until instance's counter for reason exceeds before.
+func (l *labRun) waitReason(t *testing.T, instance, reason string, before uint64) bool {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if l.reasons(t, instance)[reason] > before {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+func (l *labRun) instance(name string) *config.Instance {
+	in, _ := l.cfg.Instance(name)
+	return in
+}
+
+// tcpExchange listens in server's namespace on addr:port, dials it from
+// client's namespace and checks that data goes both ways.
+func tcpExchange(t *testing.T, client, server string, addr netip.Addr, port int) error {
+	t.Helper()
+	var ln net.Listener
+	if err := lab.Do(server, func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, uint16(port)).String())
+		return err
+	}); err != nil {
+		return err
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(c, c) // echo
+	}()
+	var conn net.Conn
+	if err := lab.Do(client, func() (err error) {
+		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(addr, uint16(port)).String(), 3*time.Second)
+		return err
+	}); err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	msg := bytes.Repeat([]byte("sgswitch "), 20000) // 180 kB: many segments
+	go conn.Write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, got); err != nil {
+		return fmt.Errorf("echo: %w", err)
+	}
+	if !bytes.Equal(got, msg) {
+		return fmt.Errorf("echo: data differs")
+	}
+	return nil
+}

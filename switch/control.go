@@ -1,0 +1,95 @@
+package vswitch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ListenControl opens the control socket at path (mode 0600). It refuses to
+// take over a socket another running switch answers on, and replaces a stale
+// one left by a crash.
+func ListenControl(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another sgswitch is running there; stop it or set switch.control to another path", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("control socket %s: removing the stale socket: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// ServeControl answers the control API on l until ctx is done.
+func (s *Switch) ServeControl(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: s.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// InstanceView is one instance as the API shows it.
+type InstanceView struct {
+	Name           string   `json:"name"`
+	TAP            string   `json:"tap"`
+	MAC            string   `json:"mac"`
+	IPv4           string   `json:"ipv4"`
+	IPv6           string   `json:"ipv6,omitempty"`
+	SecurityGroups []string `json:"security-groups"`
+	SMTPEgress     bool     `json:"smtp-egress"`
+}
+
+// ControlHandler is the HTTP handler of the control API (SPEC §8).
+func (s *Switch) ControlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"ports": s.Stats()})
+	})
+	mux.HandleFunc("GET /v1/instances", func(w http.ResponseWriter, r *http.Request) {
+		cfg := s.Config()
+		out := []InstanceView{}
+		for _, in := range cfg.Instances {
+			v := InstanceView{Name: in.Name, TAP: in.TAP, MAC: in.MAC.String(), IPv4: in.IPv4.String(),
+				SecurityGroups: in.SecurityGroups, SMTPEgress: in.SMTPEgress}
+			if in.IPv6.IsValid() {
+				v.IPv6 = in.IPv6.String()
+			}
+			out = append(out, v)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no such resource: %s %s", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

@@ -1,0 +1,214 @@
+package vswitch
+
+import (
+	"github.com/sgswitch/sgswitch/filter"
+	"github.com/sgswitch/sgswitch/switch/port"
+)
+
+// Result is the fate of one frame.
+type Result struct {
+	Verdict filter.Verdict
+	Reason  filter.Reason
+	// Out is the output port of a forwarded frame; -1 otherwise.
+	Out int32
+	// Rule is the rule that allowed (or, with the reason, decided) the frame
+	// when HasRule is set.
+	Rule    filter.RuleRef
+	HasRule bool
+	// Reply is the local responder's answer, to be sent back out of the
+	// ingress port (without a virtio-net header). It lives in the Scratch
+	// and is valid until the next Process call with the same Scratch.
+	Reply []byte
+}
+
+// Scratch is one worker's reusable memory: the decoded frame and the
+// responders' output buffer. A worker owns one and never shares it.
+type Scratch struct {
+	frame filter.Frame
+	pkt   filter.Packet
+	reply replyBuffer
+}
+
+// Process runs one frame that arrived on port in through the whole pipeline
+// (decode, guard, local responders, forwarding, security groups) and counts
+// it. frame starts with the port's virtio-net header when it has one.
+// Process does not write to any port; the caller delivers the Result.
+func (s *Switch) Process(in int, frame []byte, sc *Scratch) Result {
+	st := s.state.Load()
+	c := s.counters[in]
+	c.RxFrames.Add(1)
+	c.RxBytes.Add(uint64(len(frame)))
+	r := s.process(st, int32(in), frame, sc)
+	c.count(r.Verdict, r.Reason)
+	return r
+}
+
+func drop(reason filter.Reason) Result {
+	return Result{Verdict: filter.Drop, Reason: reason, Out: -1}
+}
+
+func (s *Switch) process(st *state, in int32, frame []byte, sc *Scratch) Result {
+	gso := false
+	if hl := s.vnetLen[in]; hl > 0 {
+		h, ok := port.DecodeVnetHdr(frame)
+		if !ok || len(frame) < hl {
+			return drop(filter.ReasonMalformed)
+		}
+		gso = h.GSOType != port.VnetGSONone
+		frame = frame[hl:]
+	}
+	f := &sc.frame
+	if r := f.Decode(frame); r != filter.ReasonNone {
+		return drop(r)
+	}
+	// A frame over the MTU is malformed unless it is a TSO super-frame that
+	// the kernel will segment on its way out.
+	if !gso && len(f.Buf) > 14+st.mtu {
+		return drop(filter.ReasonMalformed)
+	}
+	if in == st.uplink {
+		return s.fromUplink(st, in, f, sc)
+	}
+	return s.fromInstance(st, in, f, sc)
+}
+
+// fromInstance handles a frame sent by an instance: guard, responders, then
+// forwarding and policy.
+func (s *Switch) fromInstance(st *state, in int32, f *filter.Frame, sc *Scratch) Result {
+	ip := &st.inst[in]
+	class, reason := ip.id.Guard(f)
+	switch class {
+	case filter.ClassDrop:
+		return drop(reason)
+	case filter.ClassAnnounce:
+		return Result{Verdict: filter.Local, Reason: filter.ReasonAnnounce, Out: -1}
+	case filter.ClassARPRequest:
+		if _, ok := st.owner4[f.ARPTPA]; ok {
+			return s.respond(st, in, sc, s.answerARP)
+		}
+		return s.resolveViaUplink(st, f)
+	case filter.ClassNeighborSolicit:
+		if _, ok := st.owner6[f.NDTarget]; ok {
+			return s.respond(st, in, sc, s.answerNS)
+		}
+		return s.resolveViaUplink(st, f)
+	case filter.ClassRouterSolicit:
+		return s.respond(st, in, sc, s.answerRS)
+	case filter.ClassDHCP:
+		return s.respond(st, in, sc, s.answerDHCP)
+	}
+
+	// Unicast: find the destination port.
+	out, ok := st.byMAC[f.Dst]
+	if !ok {
+		if st.uplink < 0 || !s.fdb.lookup(f.Dst, s.now().Unix()) {
+			return drop(filter.ReasonUnknownDestination)
+		}
+		out = st.uplink
+	}
+	if out == in {
+		return drop(filter.ReasonHairpin)
+	}
+	if reason == filter.ReasonARP || reason == filter.ReasonND {
+		// ARP and ND replies passed the guard; security groups judge IP traffic.
+		return Result{Verdict: filter.Forward, Reason: reason, Out: out}
+	}
+	if out != st.uplink && !ownsDst(&st.inst[out], f) {
+		// Addressed to an instance's MAC but not to its IP: never let one
+		// instance see traffic meant for another.
+		return drop(filter.ReasonUnknownDestination)
+	}
+	return s.policy(st, in, out, f, sc)
+}
+
+// fromUplink handles a frame from the uplink: trusted to carry many
+// addresses, it gets no anti-spoofing, only the destination's ingress policy.
+func (s *Switch) fromUplink(st *state, in int32, f *filter.Frame, sc *Scratch) Result {
+	switch f.EtherType {
+	case filter.EtherTypeARP, filter.EtherTypeIPv4, filter.EtherTypeIPv6:
+	case filter.EtherTypeVLAN, filter.EtherTypeQinQ, filter.EtherTypeQinQv1:
+		return drop(filter.ReasonVLANTagged)
+	default:
+		return drop(filter.ReasonEtherType)
+	}
+	if f.Src[0]&1 == 0 {
+		if _, inst := st.byMAC[f.Src]; inst {
+			// An instance's MAC is configuration: the uplink may not claim it.
+			return drop(filter.ReasonSpoofMAC)
+		}
+		s.fdb.learn(f.Src, s.now().Unix())
+	}
+	if f.IsMulticast() {
+		switch {
+		case f.EtherType == filter.EtherTypeARP && f.ARPOp == 1:
+			if _, ok := st.owner4[f.ARPTPA]; ok {
+				return s.respond(st, in, sc, s.answerARP)
+			}
+		case f.EtherType == filter.EtherTypeIPv6 && f.Proto == filter.ProtoICMPv6 && f.L4 != 0 && f.ICMPType == filter.ICMPv6NeighborSolicit:
+			if _, ok := st.owner6[f.NDTarget]; ok {
+				return s.respond(st, in, sc, s.answerNS)
+			}
+		}
+		return drop(filter.ReasonBUM)
+	}
+	out, ok := st.byMAC[f.Dst]
+	if !ok {
+		return drop(filter.ReasonUnknownDestination)
+	}
+	switch f.EtherType {
+	case filter.EtherTypeARP:
+		return Result{Verdict: filter.Forward, Reason: filter.ReasonARP, Out: out}
+	case filter.EtherTypeIPv6:
+		if f.Proto == filter.ProtoICMPv6 && f.L4 != 0 && f.ICMPType >= filter.ICMPv6RouterSolicit && f.ICMPType <= filter.ICMPv6NeighborAdvert &&
+			f.ICMPType != filter.ICMPv6RouterAdvert && st.inst[out].id.OwnsIPv6(f.DstIP) {
+			return Result{Verdict: filter.Forward, Reason: filter.ReasonND, Out: out}
+		}
+	}
+	if !ownsDst(&st.inst[out], f) {
+		return drop(filter.ReasonUnknownDestination)
+	}
+	return s.policy(st, in, out, f, sc)
+}
+
+// ownsDst reports whether the frame's destination IP belongs to instance port ip.
+func ownsDst(ip *instancePort, f *filter.Frame) bool {
+	if f.DstIP.Is4() {
+		return f.DstIP == ip.id.IPv4
+	}
+	return ip.id.IPv6.IsValid() && f.DstIP == ip.id.IPv6
+}
+
+// resolveViaUplink sends an ARP or ND request for an address the switch does
+// not know to the uplink only, where the gateway can answer it.
+func (s *Switch) resolveViaUplink(st *state, f *filter.Frame) Result {
+	if st.uplink < 0 {
+		return drop(filter.ReasonUnanswered)
+	}
+	return Result{Verdict: filter.Forward, Reason: filter.ReasonResolve, Out: st.uplink}
+}
+
+// policy applies the security groups to an IP frame going from port in to
+// port out: the egress rules of the source instance, then the ingress rules of
+// the destination instance; the uplink side has no check of its own.
+func (s *Switch) policy(st *state, in, out int32, f *filter.Frame, sc *Scratch) Result {
+	p := &sc.pkt
+	*p = filter.Packet{Proto: f.Proto, Src: f.SrcIP, Dst: f.DstIP, SrcPort: f.SrcPort, DstPort: f.DstPort,
+		ICMPType: f.ICMPType, ICMPCode: f.ICMPCode}
+	res := Result{Verdict: filter.Forward, Out: out}
+	if in != st.uplink {
+		d := st.policy.Egress(int(in), p)
+		if !d.Allow {
+			return Result{Verdict: filter.Drop, Reason: d.Reason, Out: -1, Rule: d.Rule, HasRule: d.Reason == filter.ReasonRule}
+		}
+		res.Reason, res.Rule, res.HasRule = d.Reason, d.Rule, d.Reason == filter.ReasonRule
+	}
+	if out != st.uplink {
+		d := st.policy.Ingress(int(out), p)
+		if !d.Allow {
+			return Result{Verdict: filter.Drop, Reason: d.Reason, Out: -1}
+		}
+		// The ingress rule is the more specific answer to "why did it pass".
+		res.Reason, res.Rule, res.HasRule = d.Reason, d.Rule, d.Reason == filter.ReasonRule
+	}
+	return res
+}
