@@ -104,8 +104,11 @@ type compiler struct {
 
 	prev, parts map[partDigest]*compiledPart
 	stats       CompileStats
-	sha         hash.Hash
-	buf         []byte
+
+	// Scratch space for digests: dirPolicy's, groupSum's and memberSum's
+	// inputs are built in separate buffers because each calls the next.
+	sha                     hash.Hash
+	buf, ruleBuf, memberBuf []byte
 }
 
 func (c *compiler) loadGroups() error {
@@ -272,7 +275,7 @@ func (c *compiler) groupSum(dir config.Direction, g int32) *partDigest {
 	if sum := c.groupSums[dir][g]; sum != nil {
 		return sum
 	}
-	var b []byte
+	b := c.ruleBuf[:0]
 	for _, s := range c.specs[dir][g] {
 		b = append(b, byte(s.proto))
 		b = binary.LittleEndian.AppendUint16(b, s.lo)
@@ -286,6 +289,7 @@ func (c *compiler) groupSum(dir config.Direction, g int32) *partDigest {
 			b = appendPrefix(append(b, 'n'), s.network)
 		}
 	}
+	c.ruleBuf = b
 	sum := partDigest(sha256.Sum256(b))
 	c.groupSums[dir][g] = &sum
 	return &sum
@@ -295,10 +299,11 @@ func (c *compiler) memberSum(g int32) *partDigest {
 	if sum := c.memberSums[g]; sum != nil {
 		return sum
 	}
-	b := make([]byte, 0, 18*len(c.members[g]))
+	b := c.memberBuf[:0]
 	for _, m := range c.members[g] {
 		b = appendPrefix(b, m)
 	}
+	c.memberBuf = b
 	sum := partDigest(sha256.Sum256(b))
 	c.memberSums[g] = &sum
 	return &sum

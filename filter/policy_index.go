@@ -204,9 +204,14 @@ func (b *indexBuilder) add(hi, lo uint64, l uint8, val int32) {
 	b.x.put(hi, lo, l, true, val)
 	lens := b.x.lens
 	if b.x.longestFirst {
-		// The first probe is at the longest length, never shorter than l:
-		// no marker there; the search after a miss is over the others.
-		lens = lens[:len(lens)-1]
+		// The first probe is at the longest length: a prefix of that length
+		// is found by it and needs no marker; the search after a miss is
+		// over the other lengths.
+		if n := len(lens) - 1; l == lens[n] {
+			lens = nil
+		} else {
+			lens = lens[:n]
+		}
 	}
 	for i, j := 0, len(lens)-1; i <= j; {
 		m := int(uint(i+j) >> 1)

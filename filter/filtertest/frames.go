@@ -238,3 +238,9 @@ func VLAN(frame []byte, id uint16, double bool) []byte {
 	out = append(out, 0x81, 0x00, byte(id>>8), byte(id))
 	return append(out, frame[12:]...)
 }
+
+// IPPacket is an IPv4 or IPv6 packet of any protocol number with an opaque payload.
+func IPPacket(src, dst Host, proto uint8, payload []byte) []byte {
+	ip, _, et := IP(src.IP, dst.IP, layers.IPProtocol(proto))
+	return Build(Eth(src.MAC, dst.MAC, et), ip, gopacket.Payload(payload))
+}
