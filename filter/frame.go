@@ -400,6 +400,11 @@ func (f *Frame) ndOptions(o []byte) bool {
 			return false
 		}
 		if (o[0] == 1 || o[0] == 2) && l == 8 {
+			// Receivers believe the first link-layer option; a second one that
+			// disagrees could smuggle a foreign MAC past the guard's check.
+			if f.NDHasLinkAddr && [6]byte(o[2:8]) != f.NDLinkAddr {
+				return false
+			}
 			copy(f.NDLinkAddr[:], o[2:8])
 			f.NDHasLinkAddr = true
 		}

@@ -8,7 +8,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/sgswitch/sgswitch/filter"
-	ft "github.com/sgswitch/sgswitch/filter/filtertest"
+	ft "github.com/sgswitch/sgswitch/filter/framegen"
 )
 
 // Frames the benchmarks decode, one per kind, as an instance would send them.

@@ -12,7 +12,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/sgswitch/sgswitch/filter"
-	ft "github.com/sgswitch/sgswitch/filter/filtertest"
+	ft "github.com/sgswitch/sgswitch/filter/framegen"
 )
 
 // FuzzDecode is a differential fuzz test of Frame.Decode against gopacket,
@@ -595,7 +595,8 @@ func compareWithGopacket(t *testing.T, b []byte, f *filter.Frame) {
 		}
 		if optsOK && sameData {
 			// Frame.NDLinkAddr is the last source/target link-layer
-			// option of 8 bytes (whichever of the two types).
+			// option of 8 bytes (whichever of the two types). If frame.go
+			// changes which option it keeps, change this loop with it.
 			var ll [6]byte
 			has := false
 			for _, o := range opts {

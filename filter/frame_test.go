@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/sgswitch/sgswitch/filter"
-	ft "github.com/sgswitch/sgswitch/filter/filtertest"
+	ft "github.com/sgswitch/sgswitch/filter/framegen"
 )
 
 // mutate copies frame and applies fn to the copy.

@@ -7,7 +7,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/sgswitch/sgswitch/filter"
-	ft "github.com/sgswitch/sgswitch/filter/filtertest"
+	ft "github.com/sgswitch/sgswitch/filter/framegen"
 )
 
 var (

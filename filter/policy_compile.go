@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"math"
 	"net/netip"
 	"slices"
@@ -107,7 +106,6 @@ type compiler struct {
 
 	// Scratch space for digests: dirPolicy's, groupSum's and memberSum's
 	// inputs are built in separate buffers because each calls the next.
-	sha                     hash.Hash
 	buf, ruleBuf, memberBuf []byte
 }
 
@@ -222,7 +220,6 @@ func (c *compiler) loadMembers() ([][]int32, error) {
 // when its groups have no rule in that direction.
 func (c *compiler) dirPolicy(groups []int32, dir config.Direction) (*dirPolicy, error) {
 	var refs []RuleRef
-	c.startDigest()
 	c.buf = append(c.buf[:0], byte(dir))
 	for _, g := range groups {
 		specs := c.specs[dir][g]
@@ -237,10 +234,7 @@ func (c *compiler) dirPolicy(groups []int32, dir config.Direction) (*dirPolicy, 
 	if len(refs) == 0 {
 		return nil, nil
 	}
-	c.sha.Write(c.buf)
-	var key partDigest
-	c.sha.Sum(key[:0])
-
+	key := partDigest(sha256.Sum256(c.buf))
 	part, ok := c.parts[key]
 	if !ok {
 		if part, ok = c.prev[key]; ok {
@@ -261,16 +255,9 @@ func (c *compiler) dirPolicy(groups []int32, dir config.Direction) (*dirPolicy, 
 	return &dirPolicy{part: part, refs: refs}, nil
 }
 
-func (c *compiler) startDigest() {
-	if c.sha == nil {
-		c.sha = sha256.New()
-	}
-	c.sha.Reset()
-}
-
 // groupSum digests a group's rules of one direction, each group peer by the
-// digest of its members, so that the digest changes exactly when what the
-// rules match changes.
+// digest of its members, so that the digest changes whenever what the rules
+// match changes.
 func (c *compiler) groupSum(dir config.Direction, g int32) *partDigest {
 	if sum := c.groupSums[dir][g]; sum != nil {
 		return sum

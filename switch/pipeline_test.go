@@ -12,7 +12,7 @@ import (
 
 	"github.com/sgswitch/sgswitch/filter"
 	"github.com/sgswitch/sgswitch/filter/config"
-	ft "github.com/sgswitch/sgswitch/filter/filtertest"
+	ft "github.com/sgswitch/sgswitch/filter/framegen"
 	"github.com/sgswitch/sgswitch/switch/port"
 )
 

@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/sgswitch/sgswitch/filter/config"
-	ft "github.com/sgswitch/sgswitch/filter/filtertest"
+	ft "github.com/sgswitch/sgswitch/filter/framegen"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 )
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/sgswitch/sgswitch/filter"
-	ft "github.com/sgswitch/sgswitch/filter/filtertest"
+	ft "github.com/sgswitch/sgswitch/filter/framegen"
 	"github.com/sgswitch/sgswitch/switch/lab"
 )
 

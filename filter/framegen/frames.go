@@ -1,8 +1,9 @@
-// Package filtertest builds real Ethernet frames with gopacket for tests,
-// benchmarks and capture generators. Every builder returns a fresh byte slice
-// with lengths and checksums filled in. It panics on a serialisation error,
-// which only a broken test can cause.
-package filtertest
+// Package framegen builds real Ethernet frames with gopacket: for tests,
+// benchmarks, the capture generator and `sgswitch trace`'s hypothetical
+// packets. Every builder returns a fresh byte slice with lengths and
+// checksums filled in. It panics on a serialisation error, which only a
+// caller passing impossible values (a 5-byte MAC) can cause.
+package framegen
 
 import (
 	"net"
