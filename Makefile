@@ -36,10 +36,10 @@ test: deps lint build
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 demo: deps build
-	./scripts/demo.sh testdata/lab/demo.yaml
+	$(GO) run ./cmd/labdemo -sgswitch $(BIN) -c testdata/lab/seed.yaml
 
 bench: build
-	./scripts/bench.sh
+	./bench/run.sh
 
 fuzz:
 	$(GO) test ./filter/ -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-10m}

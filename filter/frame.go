@@ -79,6 +79,10 @@ type Frame struct {
 	FragOff   uint16 // fragment offset in bytes
 	MoreFrags bool
 	Fragment  bool // MoreFrags or FragOff != 0 (or an IPv6 fragment header)
+	// FragData is the offset in Buf where the fragmentable part starts
+	// (after the IPv4 header, or after the IPv6 fragment header), so that a
+	// fragment covers bytes FragOff .. FragOff+len(Buf)-FragData of its datagram.
+	FragData int
 
 	// Upper layer. L4 is 0 when the upper-layer header is not in this frame
 	// (a non-first fragment, or a protocol without one the switch reads).
@@ -178,6 +182,7 @@ func (f *Frame) decodeIPv4(b []byte) Reason {
 	f.MoreFrags = flagsOff&0x2000 != 0
 	f.FragOff = (flagsOff & 0x1fff) * 8
 	f.Fragment = f.MoreFrags || f.FragOff != 0
+	f.FragData = 14 + ihl
 	f.Proto = p[9]
 	f.SrcIP = netip.AddrFrom4([4]byte(p[12:16]))
 	f.DstIP = netip.AddrFrom4([4]byte(p[16:20]))
@@ -224,6 +229,9 @@ func (f *Frame) decodeIPv6(b []byte) Reason {
 	p = p[:total:total]
 	f.SrcIP = netip.AddrFrom16([16]byte(p[8:24]))
 	f.DstIP = netip.AddrFrom16([16]byte(p[24:40]))
+	if f.SrcIP.Is4In6() || f.DstIP.Is4In6() {
+		return ReasonMalformed // forbidden on the wire (RFC 4291 §2.5.5.2); would alias IPv4 flows
+	}
 
 	next := p[6]
 	off := 40
@@ -243,6 +251,7 @@ func (f *Frame) decodeIPv6(b []byte) Reason {
 			f.FragID = binary.BigEndian.Uint32(p[off+4 : off+8])
 			next = p[off]
 			off += 8
+			f.FragData = 14 + off
 			if f.FragOff != 0 {
 				f.Proto = next
 				return ReasonNone // a later fragment: no upper-layer header to read
@@ -411,4 +420,53 @@ func (f *Frame) ndOptions(o []byte) bool {
 		o = o[l:]
 	}
 	return true
+}
+
+// Inner is the header embedded in an ICMP error: the datagram the error is
+// about, as it left its sender.
+type Inner struct {
+	Proto            uint8
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16 // TCP/UDP ports; for an echo request SrcPort is its identifier
+	EchoRequest      bool
+}
+
+// InnerHeader decodes the header embedded in an ICMP error (ICMPInner != 0).
+// It reads only the fixed IP header and the first 8 bytes of the transport
+// header, as much as an ICMP error is required to carry; an IPv6 datagram
+// with extension headers is not followed (false).
+func (f *Frame) InnerHeader() (Inner, bool) {
+	var in Inner
+	if f.ICMPInner == 0 {
+		return in, false
+	}
+	p := f.Buf[f.ICMPInner:]
+	var l4 []byte
+	switch {
+	case f.EtherType == EtherTypeIPv4 && len(p) >= 20 && p[0]>>4 == 4:
+		ihl := int(p[0]&0x0f) * 4
+		if ihl < 20 || len(p) < ihl+8 {
+			return in, false
+		}
+		in.Proto = p[9]
+		in.Src = netip.AddrFrom4([4]byte(p[12:16]))
+		in.Dst = netip.AddrFrom4([4]byte(p[16:20]))
+		l4 = p[ihl : ihl+8]
+	case f.EtherType == EtherTypeIPv6 && len(p) >= 48 && p[0]>>4 == 6:
+		in.Proto = p[6]
+		in.Src = netip.AddrFrom16([16]byte(p[8:24]))
+		in.Dst = netip.AddrFrom16([16]byte(p[24:40]))
+		l4 = p[40:48]
+	default:
+		return in, false
+	}
+	switch in.Proto {
+	case ProtoTCP, ProtoUDP:
+		in.SrcPort = binary.BigEndian.Uint16(l4[0:2])
+		in.DstPort = binary.BigEndian.Uint16(l4[2:4])
+	case ProtoICMP, ProtoICMPv6:
+		in.EchoRequest = (in.Proto == ProtoICMP && l4[0] == 8) || (in.Proto == ProtoICMPv6 && l4[0] == 128)
+		in.SrcPort = binary.BigEndian.Uint16(l4[4:6])
+	}
+	return in, true
 }

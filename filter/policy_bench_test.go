@@ -106,7 +106,7 @@ func newBenchPolicy(rules int) *benchPolicy {
 	cfg.Instances = append(cfg.Instances, bench)
 
 	bp := &benchPolicy{cfg: cfg, inst: len(cfg.Instances) - 1}
-	for range 4096 {
+	for range 1 << 16 {
 		k := Packet{Proto: ProtoTCP, SrcPort: 40000, DstPort: ports[r.IntN(len(ports))]}
 		switch p := r.IntN(10); {
 		case p < 6:
@@ -315,7 +315,7 @@ func BenchmarkLPM(b *testing.B) {
 			if v4 {
 				x = &part.v4
 			}
-			sink += x.lookup(hi, lo)
+			sink += x.lookup(hi, lo).table
 		}
 		_ = sink
 	})

@@ -319,12 +319,12 @@ func appendPrefix(b []byte, p netip.Prefix) []byte {
 // groups, plus a link to its parent's merged table: at most two table lookups.
 type compiledPart struct {
 	v4, v6 prefixIndex // peer address → node
-	nodes  []partNode
 	tables []classTable
 }
 
 // partNode names the tables that hold every rule whose peer contains the
-// node's prefix: table alone, or table and anc when anc >= 0.
+// node's prefix: table alone, or table and anc when anc >= 0. table is -1
+// for no node (noNode).
 type partNode struct {
 	table int32 // the node's merged table, or, for a leaf, its own peers' table
 	anc   int32 // for a leaf, its parent's merged table; -1 otherwise
@@ -341,11 +341,10 @@ func (c *compiledPart) match(pkt *Packet, peer netip.Addr) int32 {
 	if v4 {
 		x = &c.v4
 	}
-	n := x.lookup(hi, lo)
-	if n < 0 {
+	node := x.lookup(hi, lo)
+	if node.table < 0 {
 		return noRuleID
 	}
-	node := c.nodes[n]
 	id := c.tables[node.table].match(pkt)
 	if node.anc >= 0 {
 		id = min(id, c.tables[node.anc].match(pkt))
@@ -366,7 +365,6 @@ const maxPeers = 1 << 24
 type partBuilder struct {
 	specs     []ruleSpec
 	peerRules [][]int32
-	nodes     []partNode
 	tables    []classTable
 	byKey     map[string]int32
 	byPeer    []int32 // table of a single peer's rules, by peer, -1 until built
@@ -445,11 +443,11 @@ func buildPart(specs []ruleSpec, members [][]netip.Prefix) (*compiledPart, error
 		return cmp.Compare(x.peer, y.peer)
 	})
 	part.v6 = b.index(v6)
-	part.nodes, part.tables = b.nodes, b.tables
+	part.tables = b.tables
 	return part, nil
 }
 
-// index builds a family's prefix index, whose values are node ids, from its
+// index builds a family's prefix index from its
 // entries sorted by address, length and peer: preorder, each prefix after
 // those enclosing it.
 func (b *partBuilder) index(ents []prefixEntry) prefixIndex {
@@ -468,10 +466,7 @@ func (b *partBuilder) index(ents []prefixEntry) prefixIndex {
 				peers = append(peers, ents[j].peer)
 			}
 		}
-		parentTable := int32(-1)
-		if parent := ib.parent(e.hi, e.lo, e.l); parent >= 0 {
-			parentTable = b.nodes[parent].table
-		}
+		parentTable := ib.parent(e.hi, e.lo, e.l).table
 		// In preorder, a prefix encloses others exactly when the next one is
 		// inside it.
 		internal := false
@@ -483,8 +478,7 @@ func (b *partBuilder) index(ents []prefixEntry) prefixIndex {
 		if internal {
 			node = partNode{table: b.table(parentTable, peers), anc: -1}
 		}
-		b.nodes = append(b.nodes, node)
-		ib.add(e.hi, e.lo, e.l, int32(len(b.nodes)-1))
+		ib.add(e.hi, e.lo, e.l, node)
 		i = j
 	}
 	return ib.index()

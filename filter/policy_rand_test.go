@@ -376,7 +376,7 @@ func TestPolicyPrefixIndex(t *testing.T) {
 			}
 			seen[p] = true
 			hi, lo, _ := addrBits(p.Addr())
-			ents = append(ents, indexNode{hi: hi, lo: lo, l: uint8(p.Bits()), val: int32(len(ents))})
+			ents = append(ents, indexNode{hi: hi, lo: lo, l: uint8(p.Bits()), val: partNode{table: int32(len(ents)), anc: -1}})
 		}
 		slices.SortFunc(ents, func(x, y indexNode) int {
 			return cmp.Or(cmp.Compare(x.hi, y.hi), cmp.Compare(x.lo, y.lo), cmp.Compare(x.l, y.l))
@@ -385,7 +385,7 @@ func TestPolicyPrefixIndex(t *testing.T) {
 		tree := radix.New()
 		for _, e := range ents {
 			counts[e.l]++
-			tree.Insert(bitKey(e.hi, e.lo, e.l), e.val)
+			tree.Insert(bitKey(e.hi, e.lo, e.l), e.val.table)
 		}
 		b := newIndexBuilder(&counts)
 		for _, e := range ents {
@@ -406,7 +406,7 @@ func TestPolicyPrefixIndex(t *testing.T) {
 			if _, v, ok := tree.LongestPrefix(bitKey(hi, lo, uint8(a.BitLen()))); ok {
 				want = v.(int32)
 			}
-			if got := x.lookup(hi, lo); got != want {
+			if got := x.lookup(hi, lo).table; got != want {
 				t.Fatalf("seed %d: lookup(%s) = %d, go-radix says %d", seed, a, got, want)
 			}
 		}

@@ -11,10 +11,10 @@ import (
 // lowest matching rule is a plain min over candidates.
 const noRuleID = math.MaxInt32
 
-// classTable answers, for one set of rules (all those whose peer contains the
-// address the prefix index found), the lowest rule id matching a packet's
-// protocol, port or ICMP type and code. Rules with protocol `all` are folded
-// into every part of the table.
+// classTable answers, for one set of rules (those a partNode names), the
+// lowest rule id matching a packet's protocol, port or ICMP type and code.
+// Rules with protocol `all` are folded into the tcp, udp and ICMP parts; for
+// other protocols the answer is the lower of the protocol's entry and all.
 type classTable struct {
 	tcp, udp    portPartition
 	icmp, icmp6 icmpIndex
@@ -45,29 +45,30 @@ func (t *classTable) match(pkt *Packet) int32 {
 }
 
 // portPartition splits 0..65535 into segments, each carrying the lowest rule
-// id whose port range covers it: segment i is [starts[i], starts[i+1]).
-// starts[0] is 0 unless the partition is empty (no rule at all).
-type portPartition struct {
-	starts []uint16
-	ids    []int32
+// id whose port range covers it: segment i is [p[i].start, p[i+1].start).
+// p[0].start is 0 unless the partition is empty (no rule at all). Starts and
+// ids are interleaved so that a lookup touches one array.
+type portPartition []portSeg
+
+type portSeg struct {
+	start uint16
+	id    int32
 }
 
-func (p *portPartition) lookup(port uint16) int32 {
-	s := p.starts
-	if len(s) == 0 {
+func (p portPartition) lookup(port uint16) int32 {
+	if len(p) == 0 {
 		return noRuleID
 	}
-	ids := p.ids[:len(s)]
-	i, j := 0, len(s)
+	i, j := 0, len(p)
 	for j-i > 1 {
 		h := int(uint(i+j) >> 1)
-		if s[h] <= port {
+		if p[h].start <= port {
 			i = h
 		} else {
 			j = h
 		}
 	}
-	return ids[i]
+	return p[i].id
 }
 
 // icmpIndex holds ICMP rules by which of type and code they fix; -1 in a rule
@@ -122,18 +123,18 @@ type portInterval struct {
 	id     int32
 }
 
-// tableMerger builds a table from its parent's (the rules of every enclosing
-// prefix) and the rules of the prefix itself, sharing the parent's slices
-// wherever the prefix adds nothing. Its scratch slices are reused across calls.
+// tableMerger builds a table from a base table (e.g. the rules of every
+// prefix enclosing a node) and more rules (the node's own), sharing the
+// base's slices wherever nothing is added. Its scratch slices are reused
+// across calls.
 type tableMerger struct {
-	tcp, udp            []portInterval
-	icmp, icmp6         icmpAdds
-	protos              []keyID
-	bounds              []uint16
-	heap                []portInterval
-	outStarts           []uint16
-	outIDs              []int32
-	mergedKeys, addKeys []keyID
+	tcp, udp    []portInterval
+	icmp, icmp6 icmpAdds
+	protos      []keyID
+	bounds      []uint16
+	heap        []portInterval
+	out         []portSeg
+	mergedKeys  []keyID
 }
 
 type icmpAdds struct {
@@ -159,7 +160,7 @@ func (a *icmpAdds) add(typ, code int16, id int32) {
 	}
 }
 
-// merge returns parent ∪ own, own being ids into specs.
+// merge returns the table of parent's rules and own's, own being ids into specs.
 func (m *tableMerger) merge(parent *classTable, own []int32, specs []ruleSpec) classTable {
 	m.tcp, m.udp, m.protos = m.tcp[:0], m.udp[:0], m.protos[:0]
 	m.icmp.reset()
@@ -255,7 +256,9 @@ func (m *tableMerger) mergePorts(parent portPartition, add []portInterval) portP
 	}
 	slices.SortFunc(add, func(a, b portInterval) int { return int(a.lo) - int(b.lo) })
 	bounds := append(m.bounds[:0], 0)
-	bounds = append(bounds, parent.starts...)
+	for _, seg := range parent {
+		bounds = append(bounds, seg.start)
+	}
 	for _, iv := range add {
 		bounds = append(bounds, iv.lo)
 		if iv.hi < math.MaxUint16 {
@@ -266,16 +269,16 @@ func (m *tableMerger) mergePorts(parent portPartition, add []portInterval) portP
 	bounds = slices.Compact(bounds)
 	m.bounds = bounds
 
-	starts, ids := m.outStarts[:0], m.outIDs[:0]
+	out := m.out[:0]
 	h := m.heap[:0]
 	pi, ai := 0, 0
 	for _, b := range bounds {
-		for pi+1 < len(parent.starts) && parent.starts[pi+1] <= b {
+		for pi+1 < len(parent) && parent[pi+1].start <= b {
 			pi++
 		}
 		id := int32(noRuleID)
-		if len(parent.starts) > 0 {
-			id = parent.ids[pi]
+		if len(parent) > 0 {
+			id = parent[pi].id
 		}
 		for ; ai < len(add) && add[ai].lo <= b; ai++ {
 			h = heapPush(h, add[ai])
@@ -286,13 +289,12 @@ func (m *tableMerger) mergePorts(parent portPartition, add []portInterval) portP
 		if len(h) > 0 {
 			id = min(id, h[0].id)
 		}
-		if n := len(ids); n == 0 || ids[n-1] != id {
-			starts = append(starts, b)
-			ids = append(ids, id)
+		if n := len(out); n == 0 || out[n-1].id != id {
+			out = append(out, portSeg{b, id})
 		}
 	}
-	m.heap, m.outStarts, m.outIDs = h, starts, ids
-	return portPartition{starts: slices.Clone(starts), ids: slices.Clone(ids)}
+	m.heap, m.out = h, out
+	return slices.Clone(out)
 }
 
 // heapPush and heapPop keep a binary min-heap of intervals ordered by id.

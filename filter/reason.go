@@ -38,6 +38,7 @@ const (
 	ReasonARP           // unicast ARP that passed the guard (ARP is not subject to security groups)
 	ReasonND            // unicast neighbour discovery that passed the guard
 	ReasonResolve       // ARP/ND request for an address the switch does not know, sent to the uplink
+	ReasonFragmentOf    // a later IP fragment following the verdict of its datagram's first fragment
 
 	// Local reasons.
 	ReasonARPReply  // the switch answered an ARP request
@@ -80,6 +81,7 @@ var reasonNames = [...]string{
 	ReasonARP:                "arp",
 	ReasonND:                 "nd",
 	ReasonResolve:            "resolve",
+	ReasonFragmentOf:         "fragment-follows",
 	ReasonARPReply:           "arp-reply",
 	ReasonDHCPReply:          "dhcp-reply",
 	ReasonNDReply:            "nd-reply",

@@ -1,6 +1,7 @@
 package vswitch
 
 import (
+	"github.com/sgswitch/sgswitch/conntrack"
 	"github.com/sgswitch/sgswitch/filter"
 	"github.com/sgswitch/sgswitch/switch/port"
 )
@@ -26,6 +27,7 @@ type Result struct {
 type Scratch struct {
 	frame filter.Frame
 	pkt   filter.Packet
+	ct    conntrack.Packet
 	reply replyBuffer
 }
 
@@ -101,7 +103,7 @@ func (s *Switch) fromInstance(st *state, in int32, f *filter.Frame, sc *Scratch)
 	// Unicast: find the destination port.
 	out, ok := st.byMAC[f.Dst]
 	if !ok {
-		if st.uplink < 0 || !s.fdb.lookup(f.Dst, s.now().Unix()) {
+		if st.uplink < 0 || !s.fdb.lookup(f.Dst, s.clock.Now()/1e9) {
 			return drop(filter.ReasonUnknownDestination)
 		}
 		out = st.uplink
@@ -118,7 +120,7 @@ func (s *Switch) fromInstance(st *state, in int32, f *filter.Frame, sc *Scratch)
 		// instance see traffic meant for another.
 		return drop(filter.ReasonUnknownDestination)
 	}
-	return s.policy(st, in, out, f, sc)
+	return s.stateful(st, in, out, f, sc)
 }
 
 // fromUplink handles a frame from the uplink: trusted to carry many
@@ -136,7 +138,7 @@ func (s *Switch) fromUplink(st *state, in int32, f *filter.Frame, sc *Scratch) R
 			// An instance's MAC is configuration: the uplink may not claim it.
 			return drop(filter.ReasonSpoofMAC)
 		}
-		s.fdb.learn(f.Src, s.now().Unix())
+		s.fdb.learn(f.Src, s.clock.Now()/1e9)
 	}
 	if f.IsMulticast() {
 		switch {
@@ -167,7 +169,7 @@ func (s *Switch) fromUplink(st *state, in int32, f *filter.Frame, sc *Scratch) R
 	if !ownsDst(&st.inst[out], f) {
 		return drop(filter.ReasonUnknownDestination)
 	}
-	return s.policy(st, in, out, f, sc)
+	return s.stateful(st, in, out, f, sc)
 }
 
 // ownsDst reports whether the frame's destination IP belongs to instance port ip.
@@ -194,6 +196,11 @@ func (s *Switch) policy(st *state, in, out int32, f *filter.Frame, sc *Scratch) 
 	p := &sc.pkt
 	*p = filter.Packet{Proto: f.Proto, Src: f.SrcIP, Dst: f.DstIP, SrcPort: f.SrcPort, DstPort: f.DstPort,
 		ICMPType: f.ICMPType, ICMPCode: f.ICMPCode}
+	return s.decide(st, in, out, p)
+}
+
+// decide is the security-group verdict for packet p from port in to port out.
+func (s *Switch) decide(st *state, in, out int32, p *filter.Packet) Result {
 	res := Result{Verdict: filter.Forward, Out: out}
 	if in != st.uplink {
 		d := st.policy.Egress(int(in), p)

@@ -24,6 +24,7 @@ security-groups:
   - name: web
     rules:
       - {flow-direction: ingress, protocol: tcp, start-port: 80, end-port: 80, network: 0.0.0.0/0}
+      - {flow-direction: ingress, protocol: icmp, icmp: {type: 8}, network: 0.0.0.0/0}
   - name: db
     rules:
       - {flow-direction: ingress, protocol: tcp, start-port: 3306, end-port: 3306, security-group: web}
@@ -207,7 +208,7 @@ func TestResponders(t *testing.T) {
 func TestResponderRateLimit(t *testing.T) {
 	s := newTestSwitch(t, nil)
 	now := time.Unix(1000, 0)
-	s.now = func() time.Time { return now }
+	s.clock.Set(now)
 	var sc Scratch
 	req := ft.ARP(1, ft.Broadcast, web1MAC, web1.IP, nil, db1.IP)
 	answered := 0
@@ -221,7 +222,7 @@ func TestResponderRateLimit(t *testing.T) {
 	if answered != responderBurst {
 		t.Errorf("answered %d of a burst of 1000, want %d", answered, responderBurst)
 	}
-	now = now.Add(time.Second)
+	s.clock.Set(now.Add(time.Second))
 	if r := s.Process(pWeb1, req, &sc); r.Verdict != filter.Local {
 		t.Errorf("after a second: %v/%v, want an answer", r.Verdict, r.Reason)
 	}
@@ -273,9 +274,7 @@ func TestRunDelivers(t *testing.T) {
 	if !bytes.Equal(got[0][port.VnetHdrSize:], syn) || !bytes.Equal(got[0][:port.VnetHdrSize], make([]byte, port.VnetHdrSize)) {
 		t.Errorf("db1 got % x", got[0])
 	}
-	// Back from the header port to the plain one: the header is removed.
-	synack := ft.TCP(db1, web1, 3306, 40000, "SA", 1, 2, nil)
-	// db1's groups allow no egress to web1 port 40000, so use the answer path instead:
+	// The answer to an ARP request goes back out of the asking port, behind a header.
 	arp := ft.ARP(1, ft.Broadcast, db1MAC, db1.IP, nil, web1.IP)
 	db.Inject(append(make([]byte, port.VnetHdrSize), arp...))
 	got, err = db.WaitSent(1, 2*time.Second)
@@ -286,8 +285,19 @@ func TestRunDelivers(t *testing.T) {
 	if f.Decode(got[0][port.VnetHdrSize:]) != filter.ReasonNone || f.ARPOp != 2 || f.ARPSPA != web1.IP {
 		t.Errorf("db1 got % x, want an ARP reply for web1 behind a header", got[0])
 	}
+	// The SYN-ACK of the tracked connection goes back, the header removed,
+	// although db1's own egress rules would not allow it as a new flow.
+	synack := ft.TCP(db1, web1, 3306, 40000, "SA", 1000, 2, nil)
 	db.Inject(append(make([]byte, port.VnetHdrSize), synack...))
-	// Denied by policy: nothing reaches web1; the uplink never sees db1's traffic.
+	got, err = web.WaitSent(1, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[0], synack) {
+		t.Errorf("web1 got % x, want the SYN-ACK without a header", got[0])
+	}
+	// A new flow db1 → web1 is refused: nothing reaches web1 or the uplink.
+	db.Inject(append(make([]byte, port.VnetHdrSize), ft.TCP(db1, web1, 3307, 80, "S", 1, 0, nil)...))
 	time.Sleep(50 * time.Millisecond)
 	if n := len(web.Sent()) + len(up.Sent()); n != 0 {
 		t.Errorf("%d frames leaked to other ports", n)

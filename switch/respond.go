@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -42,7 +41,7 @@ func (r *replyBuffer) build(ls ...gopacket.SerializableLayer) ([]byte, error) {
 type answerFunc func(st *state, in int32, sc *Scratch) ([]byte, filter.Reason, error)
 
 func (s *Switch) respond(st *state, in int32, sc *Scratch, answer answerFunc) Result {
-	if !s.limits[in].take(s.now()) {
+	if !s.limits[in].take(s.clock.Now()) {
 		return drop(filter.ReasonRateLimit)
 	}
 	reply, reason, err := answer(st, in, sc)
@@ -139,18 +138,18 @@ type tokenBucket struct {
 	rate   float64
 	burst  float64
 	tokens float64
-	last   time.Time
+	last   int64 // nanoseconds
 }
 
 func newTokenBucket(rate, burst float64) *tokenBucket {
 	return &tokenBucket{rate: rate, burst: burst, tokens: burst}
 }
 
-func (b *tokenBucket) take(now time.Time) bool {
+func (b *tokenBucket) take(now int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.last.IsZero() {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	if b.last != 0 {
+		b.tokens = min(b.burst, b.tokens+float64(now-b.last)/1e9*b.rate)
 	}
 	b.last = now
 	if b.tokens < 1 {

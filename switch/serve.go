@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -23,6 +24,8 @@ const headroom = port.VnetHdrSize
 // ports when it returns.
 func (s *Switch) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { s.clock.run(ctx, time.Millisecond); return nil })
+	g.Go(func() error { s.ct.Run(ctx, time.Second); return nil })
 	for i, p := range s.ports {
 		if p == nil {
 			return fmt.Errorf("switch: port %d (%s) is not open", i, s.names[i])

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sgswitch/sgswitch/conntrack"
 	"github.com/sgswitch/sgswitch/filter"
 	"github.com/sgswitch/sgswitch/filter/config"
 	"github.com/sgswitch/sgswitch/switch/port"
@@ -37,8 +38,10 @@ type Switch struct {
 	state    atomic.Pointer[state]
 	fdb      *uplinkFDB
 	log      *slog.Logger
-	now      func() time.Time
+	clock    *Clock
 	limits   []*tokenBucket // per-port budget for the local responders
+	ct       *conntrack.Table
+	frags    *conntrack.Fragments
 }
 
 // state is everything the pipeline reads that a configuration change
@@ -47,6 +50,7 @@ type Switch struct {
 type state struct {
 	cfg    *config.Config
 	policy *filter.Policy
+	gen    uint64 // policy generation: tracked connections re-check when it moves
 	inst   []instancePort
 	uplink int32 // port id of the uplink, -1 when there is none
 	byMAC  map[[6]byte]int32
@@ -67,7 +71,9 @@ type instancePort struct {
 // Options tunes a Switch; the zero value is fine.
 type Options struct {
 	Logger *slog.Logger
-	Now    func() time.Time // defaults to time.Now; tests inject a clock
+	// Clock is the switch's time; nil means a clock that Run keeps current.
+	// Replay and tests pass their own and set it.
+	Clock *Clock
 }
 
 // New builds a switch for cfg. ports holds one port per instance in
@@ -84,13 +90,16 @@ func New(cfg *config.Config, ports []port.Port, opt Options) (*Switch, error) {
 	if len(ports) != n {
 		return nil, fmt.Errorf("switch: %d ports for %d instances and uplink", len(ports), n)
 	}
-	s := &Switch{ports: ports, log: opt.Logger, now: opt.Now}
+	s := &Switch{ports: ports, log: opt.Logger, clock: opt.Clock}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.now == nil {
-		s.now = time.Now
+	if s.clock == nil {
+		s.clock = &Clock{}
+		s.clock.Set(time.Now())
 	}
+	s.ct = conntrack.New(conntrack.Config{Max: cfg.Switch.Conntrack.Max, Timeouts: conntrackTimeouts(cfg.Switch.Conntrack.Timeouts)}, s.clock)
+	s.frags = conntrack.NewFragments(conntrack.FragConfig{}, s.clock)
 	for i := 0; i < n; i++ {
 		name := ""
 		if i < len(cfg.Instances) {
@@ -127,7 +136,9 @@ func New(cfg *config.Config, ports []port.Port, opt Options) (*Switch, error) {
 func buildState(cfg *config.Config, prev *state) (*state, error) {
 	var pol *filter.Policy
 	var err error
+	gen := uint64(1)
 	if prev != nil {
+		gen = prev.gen + 1
 		pol, err = filter.Recompile(prev.policy, cfg)
 	} else {
 		pol, err = filter.Compile(cfg)
@@ -135,7 +146,7 @@ func buildState(cfg *config.Config, prev *state) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &state{cfg: cfg, policy: pol, uplink: -1, mtu: DefaultMTU,
+	st := &state{cfg: cfg, policy: pol, gen: gen, uplink: -1, mtu: DefaultMTU,
 		byMAC:  make(map[[6]byte]int32, len(cfg.Instances)),
 		owner4: make(map[netip.Addr]int32, len(cfg.Instances)),
 		owner6: make(map[netip.Addr]int32, 2*len(cfg.Instances)),

@@ -35,7 +35,7 @@ type Trace struct {
 func (s *Switch) Trace(in int, frame []byte) Trace {
 	st := s.state.Load()
 	if st.uplink >= 0 {
-		s.fdb.learn(TraceUplinkMAC, s.now().Unix())
+		s.fdb.learn(TraceUplinkMAC, s.clock.Now()/1e9)
 	}
 	var sc Scratch
 	r := s.Process(in, frame, &sc)
@@ -107,7 +107,7 @@ func (s *Switch) destination(st *state, f *filter.Frame) int32 {
 	if p, ok := st.byMAC[f.Dst]; ok {
 		return p
 	}
-	if st.uplink >= 0 && s.fdb.lookup(f.Dst, s.now().Unix()) {
+	if st.uplink >= 0 && s.fdb.lookup(f.Dst, s.clock.Now()/1e9) {
 		return st.uplink
 	}
 	return -1

@@ -16,7 +16,7 @@ import (
 var (
 	topFields       = []string{"switch", "uplink", "security-groups", "instances"}
 	switchFields    = []string{"control", "metrics", "conntrack", "persist-established", "offload", "uplink-macs", "mac-ageing", "dhcp"}
-	conntrackFields = []string{"max"}
+	conntrackFields = []string{"max", "timeouts"}
 	dhcpFields      = []string{"dns", "lease-time"}
 	uplinkFields    = []string{"port", "gateway", "lab-hosts"}
 	groupFields     = []string{"name", "description", "rules", "external-sources"}
@@ -114,6 +114,9 @@ func (p *parser) decodeSwitch(n *yaml.Node, s *Switch) {
 				if n, ok := p.integer(v, cm.field("max"), 1, maxCount, countRule); ok {
 					s.Conntrack.Max = int(n)
 				}
+			}
+			if v := cm.val("timeouts"); v != nil {
+				p.decodeTimeouts(v, cm.field("timeouts"), &s.Conntrack.Timeouts)
 			}
 		}
 	}
@@ -267,4 +270,23 @@ func (p *parser) addr(n *yaml.Node, path string) (netip.Addr, bool) {
 		p.warnf(n.Line, path, "%s", note)
 	}
 	return a, true
+}
+
+// decodeTimeouts reads `switch.conntrack.timeouts`: seconds per state.
+func (p *parser) decodeTimeouts(n *yaml.Node, path string, t *ConntrackTimeouts) {
+	names := make([]string, len(TimeoutFields))
+	for i, f := range TimeoutFields {
+		names[i] = f.Name
+	}
+	m, ok := p.mapping(n, path, names)
+	if !ok {
+		return
+	}
+	for _, f := range TimeoutFields {
+		if v := m.val(f.Name); v != nil {
+			if secs, ok := p.integer(v, m.field(f.Name), 1, maxSeconds, secsRule); ok {
+				*f.Field(t) = time.Duration(secs) * time.Second
+			}
+		}
+	}
 }

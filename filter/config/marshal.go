@@ -70,9 +70,20 @@ func marshalSwitch(s *Switch) *yaml.Node {
 	if s.Metrics != DefaultMetrics {
 		put(m, "metrics", strNode(s.Metrics))
 	}
-	if s.Conntrack.Max != DefaultConntrackMax {
-		ct := mapNode(true)
-		put(ct, "max", intNode(int64(s.Conntrack.Max)))
+	if s.Conntrack.Max != DefaultConntrackMax || s.Conntrack.Timeouts != (ConntrackTimeouts{}) {
+		ct := mapNode(false)
+		if s.Conntrack.Max != DefaultConntrackMax {
+			put(ct, "max", intNode(int64(s.Conntrack.Max)))
+		}
+		if s.Conntrack.Timeouts != (ConntrackTimeouts{}) {
+			to := mapNode(true)
+			for _, f := range TimeoutFields {
+				if d := *f.Field(&s.Conntrack.Timeouts); d != 0 {
+					put(to, f.Name, intNode(int64(d/time.Second)))
+				}
+			}
+			put(ct, "timeouts", to)
+		}
 		put(m, "conntrack", ct)
 	}
 	if s.PersistEstablished {

@@ -44,7 +44,35 @@ type Switch struct {
 
 // Conntrack holds the connection-tracking limits (`switch.conntrack`).
 type Conntrack struct {
-	Max int // `max`: maximum tracked connections (default 1,048,576)
+	Max      int               // `max`: maximum tracked connections (default 1,048,576)
+	Timeouts ConntrackTimeouts // `timeouts`: per state, in seconds in the file; zero = the Linux default
+}
+
+// ConntrackTimeouts are the idle timeouts of tracked connections by state
+// (`switch.conntrack.timeouts`). A zero field means the default, which
+// follows Linux (shared/ATTACKS.md).
+type ConntrackTimeouts struct {
+	TCPSynSent, TCPSynRecv, TCPEstablished, TCPFinWait, TCPCloseWait, TCPLastAck, TCPTimeWait, TCPClose time.Duration
+	UDPUnreplied, UDPReplied, ICMP, Other                                                               time.Duration
+}
+
+// TimeoutFields names each field of ConntrackTimeouts as the file spells it.
+var TimeoutFields = []struct {
+	Name  string
+	Field func(*ConntrackTimeouts) *time.Duration
+}{
+	{"tcp-syn-sent", func(t *ConntrackTimeouts) *time.Duration { return &t.TCPSynSent }},
+	{"tcp-syn-recv", func(t *ConntrackTimeouts) *time.Duration { return &t.TCPSynRecv }},
+	{"tcp-established", func(t *ConntrackTimeouts) *time.Duration { return &t.TCPEstablished }},
+	{"tcp-fin-wait", func(t *ConntrackTimeouts) *time.Duration { return &t.TCPFinWait }},
+	{"tcp-close-wait", func(t *ConntrackTimeouts) *time.Duration { return &t.TCPCloseWait }},
+	{"tcp-last-ack", func(t *ConntrackTimeouts) *time.Duration { return &t.TCPLastAck }},
+	{"tcp-time-wait", func(t *ConntrackTimeouts) *time.Duration { return &t.TCPTimeWait }},
+	{"tcp-close", func(t *ConntrackTimeouts) *time.Duration { return &t.TCPClose }},
+	{"udp-unreplied", func(t *ConntrackTimeouts) *time.Duration { return &t.UDPUnreplied }},
+	{"udp-replied", func(t *ConntrackTimeouts) *time.Duration { return &t.UDPReplied }},
+	{"icmp", func(t *ConntrackTimeouts) *time.Duration { return &t.ICMP }},
+	{"other", func(t *ConntrackTimeouts) *time.Duration { return &t.Other }},
 }
 
 // DHCP holds the options the built-in DHCPv4 server hands out (`switch.dhcp`).
