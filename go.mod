@@ -12,3 +12,5 @@ require (
 	golang.org/x/sys v0.49.0
 	gopkg.in/yaml.v3 v3.0.1
 )
+
+require golang.org/x/net v0.0.0-20190620200207-3b0461eec859 // indirect

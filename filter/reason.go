@@ -65,9 +65,9 @@ const (
 	ReasonFragment
 	ReasonConntrackInvalid
 	ReasonConntrackFull
-	ReasonRateLimit  // a local responder's per-port budget was exhausted
-	ReasonUnanswered // a request the local responder had no answer for (e.g. DHCP for another MAC)
-	ReasonPortDown   // the output port failed to take the frame
+	ReasonRateLimit     // a local responder's per-port budget was exhausted
+	ReasonUnanswered    // a request the local responder had no answer for (e.g. DHCP for another MAC)
+	ReasonUnknownSource // replay: a frame from no instance's MAC and no uplink to blame
 
 	NumReasons
 )
@@ -106,7 +106,7 @@ var reasonNames = [...]string{
 	ReasonConntrackFull:      "conntrack-full",
 	ReasonRateLimit:          "rate-limit",
 	ReasonUnanswered:         "unanswered",
-	ReasonPortDown:           "port-down",
+	ReasonUnknownSource:      "unknown-source",
 }
 
 func (r Reason) String() string {

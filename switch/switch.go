@@ -182,6 +182,9 @@ func (s *Switch) Policy() *filter.Policy { return s.state.Load().policy }
 // PortName is the device name of port id.
 func (s *Switch) PortName(id int) string { return s.names[id] }
 
+// PortLabel is how people name port id: its instance's name, or "uplink".
+func (s *Switch) PortLabel(id int) string { return s.portLabel(s.state.Load(), int32(id)) }
+
 // NumPorts is the number of ports, the uplink included.
 func (s *Switch) NumPorts() int { return len(s.names) }
 

@@ -20,6 +20,7 @@ const usage = `usage: sgswitch COMMAND [flags]
 commands:
   run    -c FILE                 serve the configured TAP devices (the hypervisor bridge)
   lab    up|down -c FILE         a lab topology of network namespaces around the switch
+  replay -c FILE PCAP...         feed captures through the pipeline offline
   trace  -c FILE --from PORT PKT explain the verdict of one hypothetical packet
   check  -c FILE                 validate a configuration
   ctl    [--socket PATH] ...     talk to a running switch (ctl help for more)
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdCheck(rest, stdout, stderr)
 	case "ctl":
 		return cmdCtl(ctx, rest, stdout, stderr)
+	case "replay":
+		return cmdReplay(ctx, rest, stdout, stderr)
 	case "trace":
 		return cmdTrace(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
