@@ -114,7 +114,10 @@ func TestE2ECutAndRevive(t *testing.T) {
 	}
 	backend := l.instance("backend1").IPv4.Addr()
 	var ln net.Listener
-	if err := lab.Do("backend1", func() (err error) { ln, err = net.Listen("tcp", netip.AddrPortFrom(backend, 3306).String()); return err }); err != nil {
+	if err := lab.Do("backend1", func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(backend, 3306).String())
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
@@ -177,7 +180,10 @@ func TestE2ESynFlood(t *testing.T) {
 	front, back := l.instance("frontend1"), l.instance("backend1")
 	backend := back.IPv4.Addr()
 	var ln net.Listener
-	if err := lab.Do("backend1", func() (err error) { ln, err = net.Listen("tcp", netip.AddrPortFrom(backend, 3306).String()); return err }); err != nil {
+	if err := lab.Do("backend1", func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(backend, 3306).String())
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
