@@ -5,14 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/sgswitch/sgswitch/filter/config"
-	ft "github.com/sgswitch/sgswitch/filter/framegen"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 )
 
@@ -23,107 +18,6 @@ PACKET is one of
   icmp|icmpv6 SRC > DST [type T code C]
   ah|esp|gre|ipip|NUMBER SRC > DST
 IPv6 with ports: [fd00::11]:40000. Exit status: 0 forwarded, 1 dropped, 2 bad arguments.`
-
-// tracePacket is a parsed PACKET argument.
-type tracePacket struct {
-	proto      uint8
-	src, dst   netip.Addr
-	sport      uint16
-	dport      uint16
-	icmpType   uint8
-	icmpCode   uint8
-	icmpGiven  bool
-	protoLabel string
-}
-
-func parseTracePacket(s string) (tracePacket, error) {
-	var p tracePacket
-	f := strings.Fields(s)
-	if len(f) < 4 || f[2] != ">" {
-		return p, fmt.Errorf("packet %q: expected 'PROTO SRC > DST'", s)
-	}
-	p.protoLabel = f[0]
-	if pr, ok := config.ParseProtocol(f[0]); ok && pr != config.ProtoAll {
-		p.proto = pr.IPProto()
-	} else if n, err := strconv.ParseUint(f[0], 10, 8); err == nil {
-		p.proto = uint8(n)
-	} else {
-		return p, fmt.Errorf("packet %q: unknown protocol %q (tcp, udp, icmp, icmpv6, ah, esp, gre, ipip or a number 0-255)", s, f[0])
-	}
-	switch p.proto {
-	case 6, 17:
-		src, err1 := netip.ParseAddrPort(f[1])
-		dst, err2 := netip.ParseAddrPort(f[3])
-		if err1 != nil || err2 != nil || len(f) != 4 {
-			return p, fmt.Errorf("packet %q: %s needs SRC:PORT > DST:PORT (IPv6 as [addr]:port)", s, f[0])
-		}
-		p.src, p.sport, p.dst, p.dport = src.Addr().Unmap(), src.Port(), dst.Addr().Unmap(), dst.Port()
-	default:
-		src, err1 := netip.ParseAddr(f[1])
-		dst, err2 := netip.ParseAddr(f[3])
-		if err1 != nil || err2 != nil {
-			return p, fmt.Errorf("packet %q: SRC and DST must be addresses", s)
-		}
-		p.src, p.dst = src.Unmap(), dst.Unmap()
-		rest := f[4:]
-		if p.proto == 1 || p.proto == 58 {
-			p.icmpType, p.icmpCode = 8, 0
-			if p.proto == 58 {
-				p.icmpType = 128
-			}
-			for len(rest) >= 2 {
-				n, err := strconv.ParseUint(rest[1], 10, 8)
-				if err != nil || (rest[0] != "type" && rest[0] != "code") {
-					return p, fmt.Errorf("packet %q: expected 'type T code C' with numbers 0-255", s)
-				}
-				if rest[0] == "type" {
-					p.icmpType = uint8(n)
-				} else {
-					p.icmpCode = uint8(n)
-				}
-				rest = rest[2:]
-			}
-		}
-		if len(rest) != 0 {
-			return p, fmt.Errorf("packet %q: unexpected %q", s, strings.Join(rest, " "))
-		}
-	}
-	if p.src.Is4() != p.dst.Is4() {
-		return p, fmt.Errorf("packet %q: SRC and DST must both be IPv4 or both IPv6", s)
-	}
-	return p, nil
-}
-
-// frame builds the packet as an Ethernet frame arriving on port from.
-func (p tracePacket) frame(cfg *config.Config, from string) []byte {
-	srcMAC, dstMAC := net.HardwareAddr(vswitch.TraceUplinkMAC[:]), net.HardwareAddr(vswitch.TraceUplinkMAC[:])
-	if in, _ := cfg.Instance(from); in != nil {
-		srcMAC = in.MAC
-	}
-	for _, in := range cfg.Instances {
-		if in.IPv4.Addr() == p.dst || (in.IPv6.IsValid() && in.IPv6.Addr() == p.dst) {
-			dstMAC = in.MAC
-		}
-	}
-	src, dst := ft.Host{MAC: srcMAC, IP: p.src}, ft.Host{MAC: dstMAC, IP: p.dst}
-	switch p.proto {
-	case 6:
-		return ft.TCP(src, dst, p.sport, p.dport, "S", 1, 0, nil)
-	case 17:
-		return ft.UDP(src, dst, p.sport, p.dport, []byte("trace"))
-	case 1:
-		if p.icmpType == 8 || p.icmpType == 0 {
-			return ft.ICMPEcho(src, dst, 1, 1, p.icmpType == 8)
-		}
-		return ft.ICMP(src, dst, p.icmpType, p.icmpCode, make([]byte, 4))
-	case 58:
-		if (p.icmpType == 128 || p.icmpType == 129) && p.icmpCode == 0 {
-			return ft.ICMPEcho(src, dst, 1, 1, p.icmpType == 128)
-		}
-		return ft.ICMPv6(src, dst, p.icmpType, p.icmpCode, make([]byte, 4))
-	}
-	return ft.IPPacket(src, dst, p.proto, make([]byte, 16))
-}
 
 func cmdTrace(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
@@ -139,7 +33,7 @@ func cmdTrace(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if *out != "table" && *out != "json" {
 		return usageError("trace: -o %s: the output format is table or json", *out)
 	}
-	pkt, err := parseTracePacket(fs.Arg(0))
+	pkt, err := vswitch.ParsePacket(fs.Arg(0))
 	if err != nil {
 		return usageError("trace: %v\n%s", err, traceUsage)
 	}
@@ -162,7 +56,7 @@ func cmdTrace(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return usageError("trace: --from %s: no such port; use one of %s", *from, strings.Join(names, ", "))
 	}
-	tr := sw.Trace(in, pkt.frame(cfg, *from))
+	tr := sw.Trace(in, pkt.Frame(cfg, *from))
 	if *out == "json" {
 		if err := printJSON(stdout, tr); err != nil {
 			return err

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sgswitch/sgswitch/filter"
 	ft "github.com/sgswitch/sgswitch/filter/framegen"
 	"github.com/sgswitch/sgswitch/switch/lab"
 )
@@ -69,20 +68,8 @@ func TestE2ESpoofDropped(t *testing.T) {
 	a, b := l.instance("e2e-a"), l.instance("e2e-b")
 	aHost := ft.Host{MAC: a.MAC, IP: a.IPv4.Addr()}
 	bHost := ft.Host{MAC: b.MAC, IP: b.IPv4.Addr()}
-	aLL := filter.LinkLocalFromMAC([6]byte(a.MAC))
 	marker := []byte("sgswitch-e2e-forged-frame")
-	cases := []struct {
-		name   string
-		reason string
-		frame  []byte
-	}{
-		{"foreign source mac", "spoof-mac", ft.UDP(ft.Host{MAC: ft.MustMAC("02:00:00:00:0e:99"), IP: aHost.IP}, bHost, 4000, 4000, marker)},
-		{"foreign source ip", "spoof-ip", ft.UDP(ft.Host{MAC: a.MAC, IP: netip.MustParseAddr("10.0.0.99")}, bHost, 4000, 4000, marker)},
-		{"spoofed arp reply", "spoof-arp", append(ft.ARP(2, b.MAC, a.MAC, netip.MustParseAddr("10.0.0.1"), b.MAC, bHost.IP), marker...)},
-		{"dhcp server reply", "dhcp-server", append(ft.DHCPServerReply(aHost, bHost.IP, b.MAC), marker...)},
-		{"vlan tag", "vlan-tagged", ft.VLAN(ft.UDP(aHost, bHost, 4000, 4000, marker), 7, false)},
-		{"router advertisement", "router-advert", append(ft.RouterAdvert(a.MAC, aLL), marker...)},
-	}
+	cases := lab.ForgedFrames(a, b, marker)
 	raw, err := lab.RawSocket(a.Name, a.TAP)
 	if err != nil {
 		t.Fatal(err)
@@ -93,12 +80,12 @@ func TestE2ESpoofDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range cases {
-		before := l.reasons(t, a.Name)[c.reason]
-		if err := raw.Send(c.frame); err != nil {
-			t.Fatalf("%s: send: %v", c.name, err)
+		before := l.reasons(t, a.Name)[c.Reason]
+		if err := raw.Send(c.Frame); err != nil {
+			t.Fatalf("%s: send: %v", c.Name, err)
 		}
-		if !l.waitReason(t, a.Name, c.reason, before) {
-			t.Errorf("%s: counter %s of %s did not move (counters %v)", c.name, c.reason, a.Name, l.reasons(t, a.Name))
+		if !l.waitReason(t, a.Name, c.Reason, before) {
+			t.Errorf("%s: counter %s of %s did not move (counters %v)", c.Name, c.Reason, a.Name, l.reasons(t, a.Name))
 		}
 	}
 	// A legitimate frame after the forged ones proves the capture works.

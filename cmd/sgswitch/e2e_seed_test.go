@@ -25,52 +25,24 @@ func readSeed(t *testing.T) string {
 	return strings.Replace(string(b), "  control: /run/sgswitch/seed.sock\n", "", 1)
 }
 
-// namespaceOf is the lab namespace that holds address a: an instance's, or
-// the internet namespace for the gateway and lab hosts.
-func (l *labRun) namespaceOf(a netip.Addr) string {
-	for _, in := range l.cfg.Instances {
-		if in.IPv4.Addr() == a || (in.IPv6.IsValid() && in.IPv6.Addr() == a) {
-			return in.Name
-		}
-	}
-	return lab.DefaultInternetNS
-}
-
 // TestE2ESeedMatrix sends real TCP, UDP and ICMP traffic for every row of
 // the seed connectivity matrix (the rows the trace golden test explains)
 // through the switch, and checks open is open and closed is closed.
 func TestE2ESeedMatrix(t *testing.T) {
 	l := startLab(t, readSeed(t))
-	for _, row := range seedMatrix {
-		pkt, err := parseTracePacket(row.packet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		from := row.from
-		var src netip.Addr
-		if from == "uplink" {
-			from, src = lab.DefaultInternetNS, pkt.src
-		}
-		to := l.namespaceOf(pkt.dst)
+	for _, row := range seedMatrix(t) {
 		timeout := 2 * time.Second
-		if !row.forwarded {
+		if !row.Open {
 			timeout = 700 * time.Millisecond
 		}
-		switch pkt.proto {
-		case 6, 17:
-			proto := map[uint8]string{6: "tcp", 17: "udp"}[pkt.proto]
-			p := lab.Probe{From: from, Src: src, To: to, Proto: proto, Dst: netip.AddrPortFrom(pkt.dst, pkt.dport)}
-			err = p.Run(timeout)
-		case 1:
-			err = lab.Ping(from, pkt.dst, timeout)
-		}
+		err := row.Check(l.cfg, timeout)
 		switch {
-		case row.forwarded && err != nil:
-			t.Errorf("%s from %s: want open, got %v", row.packet, row.from, err)
-		case !row.forwarded && err == nil:
-			t.Errorf("%s from %s: want closed, but it got through", row.packet, row.from)
-		case !row.forwarded && pkt.proto != 1 && !errors.Is(err, lab.ErrBlocked):
-			t.Errorf("%s from %s: want blocked, got %v", row.packet, row.from, err)
+		case row.Open && err != nil:
+			t.Errorf("line %d, %s from %s: want open, got %v", row.Line, row.Packet, row.From, err)
+		case !row.Open && err == nil:
+			t.Errorf("line %d, %s from %s: want closed, but it got through", row.Line, row.Packet, row.From)
+		case !row.Open && !errors.Is(err, lab.ErrBlocked):
+			t.Errorf("line %d, %s from %s: want blocked, got %v", row.Line, row.Packet, row.From, err)
 		}
 	}
 	if t.Failed() {

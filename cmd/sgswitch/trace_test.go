@@ -9,60 +9,45 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/sgswitch/sgswitch/switch/lab"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// seedMatrix is the connectivity matrix of the seed scenario
-// (testdata/lab/seed.yaml, shared/seeds/001): one hypothetical packet per row.
-var seedMatrix = []struct {
-	from, packet string
-	forwarded    bool
-}{
-	{"uplink", "tcp 192.0.2.80:50000 > 10.0.0.11:80", true},          // internet → frontend:80 open
-	{"uplink", "tcp 192.0.2.80:50000 > 10.0.0.11:22", false},         // internet → frontend:22 closed
-	{"uplink", "tcp 192.0.2.80:50000 > 10.0.0.21:3306", false},       // internet → backend:3306 closed
-	{"uplink", "tcp 198.51.100.10:50000 > 10.0.0.31:22", true},       // admin → management:22 open
-	{"uplink", "tcp 192.0.2.80:50000 > 10.0.0.31:22", false},         // anyone else → management:22 closed
-	{"mgmt1", "tcp 10.0.0.31:40000 > 10.0.0.21:22", true},            // management → backend:22 open
-	{"mgmt1", "tcp 10.0.0.31:40000 > 10.0.0.11:22", true},            // management → frontend:22 open
-	{"frontend1", "tcp 10.0.0.11:40000 > 10.0.0.21:3306", true},      // frontend → backend:3306 open
-	{"frontend1", "tcp 10.0.0.11:40000 > 10.0.0.21:22", false},       // frontend → backend:22 closed
-	{"backend1", "tcp 10.0.0.21:40000 > 10.0.0.22:5432", true},       // backend → backend any TCP open
-	{"backend1", "udp 10.0.0.21:40000 > 10.0.0.22:9999", true},       // backend → backend any UDP open
-	{"backend1", "icmp 10.0.0.21 > 10.0.0.22 type 8 code 0", false},  // backend → backend ICMP closed
-	{"backend1", "tcp 10.0.0.21:40000 > 10.0.0.11:22", false},        // backend → frontend:22 closed (egress)
-	{"backend1", "tcp 10.0.0.21:40000 > 192.0.2.80:443", true},       // backend → internet:443 open
-	{"backend1", "tcp 10.0.0.21:40000 > 192.0.2.80:80", true},        // backend → internet:80 open
-	{"backend1", "tcp 10.0.0.21:40000 > 192.0.2.80:8443", false},     // backend → internet:8443 closed
-	{"backend1", "udp 10.0.0.21:40000 > 192.0.2.80:53", false},       // backend → DNS over UDP closed (the text allows TCP 53 only)
-	{"frontend1", "tcp 10.0.0.11:40000 > 192.0.2.80:443", true},      // frontend → internet: default egress
-	{"frontend1", "tcp 10.0.0.11:40000 > 192.0.2.80:25", false},      // frontend → internet:25 closed by SMTP default
-	{"frontend1", "icmp 10.0.0.11 > 10.0.0.31 type 8 code 0", false}, // frontend → management ping closed
+// seedMatrix loads testdata/lab/seed.matrix, the connectivity matrix of the
+// seed scenario, shared with the end-to-end test and the demo.
+func seedMatrix(t *testing.T) []lab.MatrixRow {
+	t.Helper()
+	rows, err := lab.LoadMatrix("../../testdata/lab/seed.matrix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
 
 // TestTraceSeedGolden runs `sgswitch trace` over the seed matrix and compares
 // every explanation with testdata/lab/seed.trace.golden (go test -update rewrites it).
 func TestTraceSeedGolden(t *testing.T) {
 	var all bytes.Buffer
-	for _, row := range seedMatrix {
+	for _, row := range seedMatrix(t) {
 		var out, errOut bytes.Buffer
-		err := run(context.Background(), []string{"trace", "-c", "../../testdata/lab/seed.yaml", "--from", row.from, row.packet}, &out, &errOut)
+		err := run(context.Background(), []string{"trace", "-c", "../../testdata/lab/seed.yaml", "--from", row.From, row.Packet}, &out, &errOut)
 		code := 0
 		var ee *exitError
 		if errors.As(err, &ee) {
 			code = ee.code
 		} else if err != nil {
-			t.Fatalf("%s: %v", row.packet, err)
+			t.Fatalf("%s: %v", row.Packet, err)
 		}
 		want := 1
-		if row.forwarded {
+		if row.Open {
 			want = 0
 		}
 		if code != want {
-			t.Errorf("%s from %s: exit %d, want %d\n%s%s", row.packet, row.from, code, want, out.String(), errOut.String())
+			t.Errorf("%s from %s: exit %d, want %d\n%s%s", row.Packet, row.From, code, want, out.String(), errOut.String())
 		}
-		fmt.Fprintf(&all, "$ sgswitch trace --from %s '%s'  # exit %d\n%s\n", row.from, row.packet, code, out.String())
+		fmt.Fprintf(&all, "$ sgswitch trace --from %s '%s'  # exit %d\n%s\n", row.From, row.Packet, code, out.String())
 	}
 	golden := filepath.Join("..", "..", "testdata", "lab", "seed.trace.golden")
 	if *update {
