@@ -83,6 +83,10 @@ var errorCases = []struct {
 		"x.yaml:1: switch.control: is 108 bytes long; a unix socket path is at most 107 bytes"}},
 	{"metrics bad", "switch: {metrics: localhost}\n", []string{
 		`x.yaml:1: switch.metrics: "localhost" is not a listen address; want host:port like 127.0.0.1:9464, or "" for no metrics`}},
+	{"unknown conntrack timeout", "switch: {conntrack: {timeouts: {tcp-syn: 5}}}\n", []string{
+		"x.yaml:1: switch.conntrack.timeouts.tcp-syn: unknown field; valid fields here are tcp-syn-sent, tcp-syn-recv, tcp-established, tcp-fin-wait, tcp-close-wait, tcp-last-ack, tcp-time-wait, tcp-close, udp-unreplied, udp-replied, icmp, other"}},
+	{"conntrack timeout zero", "switch: {conntrack: {timeouts: {icmp: 0}}}\n", []string{
+		"x.yaml:1: switch.conntrack.timeouts.icmp: 0 is out of range; give a number of seconds from 1 to 4294967295"}},
 	{"conntrack max zero", "switch: {conntrack: {max: 0}}\n", []string{
 		"x.yaml:1: switch.conntrack.max: 0 is out of range; give a number from 1 to 2147483647"}},
 	{"uplink-macs huge", "switch: {uplink-macs: 99999999999999999999999}\n", []string{

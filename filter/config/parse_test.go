@@ -221,3 +221,15 @@ func TestErrorRendering(t *testing.T) {
 		t.Errorf("Errors: got %q, want %q", got, want)
 	}
 }
+
+func TestConntrackTimeouts(t *testing.T) {
+	c, err := Load("../../testdata/config/rich.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Switch.Conntrack.Timeouts
+	want := ConntrackTimeouts{TCPEstablished: 86400 * time.Second, UDPUnreplied: 20 * time.Second, Other: 300 * time.Second}
+	if got != want {
+		t.Errorf("timeouts %+v, want %+v", got, want)
+	}
+}
