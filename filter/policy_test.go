@@ -230,6 +230,8 @@ func TestPolicySemantics(t *testing.T) {
 		{"esp rule is not ah", "db1", "in", "51 8.8.4.4 10.0.0.21", "false ingress-policy"},
 		{"all: udp", "db1", "in", "udp 10.0.0.31 10.0.0.21 9999", "true backend/ingress/8"},
 		{"all: unknown protocol", "db1", "in", "132 10.0.0.31 10.0.0.21", "true backend/ingress/8"},
+		{"all: protocol 0", "db1", "in", "0 10.0.0.31 10.0.0.21", "true backend/ingress/8"},
+		{"protocol 0 without an all rule", "web1", "in", "0 10.0.0.31 10.0.0.11", "false ingress-policy"},
 		{"all: icmp", "db1", "in", "icmp 10.0.0.31 10.0.0.21 0 0", "true backend/ingress/8"},
 		{"earlier rule wins over all", "db1", "in", "icmp 10.0.0.31 10.0.0.21 8 0", "true backend/ingress/1"},
 		{"ipv6 cidr", "web1", "in", "tcp 2001:db8::99 2001:db8::11 80", "true frontend/ingress/2"},
