@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -84,27 +83,10 @@ func TestE2ECutAndRevive(t *testing.T) {
 	if !strings.Contains(string(original), rule) {
 		t.Fatal("seed.yaml no longer has the Frontend → Backend 3306 rule")
 	}
-	backend := l.instance("backend1").IPv4.Addr()
-	var ln net.Listener
-	if err := lab.Do("backend1", func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(backend, 3306).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			io.Copy(c, c)
-			c.Close()
-		}
-	}()
-	var conn net.Conn
-	if err := lab.Do("frontend1", func() (err error) {
-		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(backend, 3306).String(), 3*time.Second)
-		return err
-	}); err != nil {
+	backend := netip.AddrPortFrom(l.instance("backend1").IPv4.Addr(), 3306)
+	echoServer(t, "backend1", backend)
+	conn, err := dial("frontend1", backend)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
@@ -151,28 +133,9 @@ func TestE2ESynFlood(t *testing.T) {
 	l := startLab(t, seed)
 	front, back := l.instance("frontend1"), l.instance("backend1")
 	backend := back.IPv4.Addr()
-	var ln net.Listener
-	if err := lab.Do("backend1", func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(backend, 3306).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	var conn net.Conn
-	if err := lab.Do("frontend1", func() (err error) {
-		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(backend, 3306).String(), 3*time.Second)
-		return err
-	}); err != nil {
+	echoServer(t, "backend1", netip.AddrPortFrom(backend, 3306))
+	conn, err := dial("frontend1", netip.AddrPortFrom(backend, 3306))
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()

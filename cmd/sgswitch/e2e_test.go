@@ -201,37 +201,49 @@ func (l *labRun) instance(name string) *config.Instance {
 	return in
 }
 
-// tcpExchange listens in server's namespace on addr:port, dials it from
-// client's namespace and checks that data goes both ways.
-func tcpExchange(t *testing.T, client, server string, addr netip.Addr, port int) error {
+// echoServer accepts TCP connections on addr inside namespace ns and echoes
+// everything back, until the test ends.
+func echoServer(t *testing.T, ns string, addr netip.AddrPort) {
 	t.Helper()
 	var ln net.Listener
-	if err := lab.Do(server, func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, uint16(port)).String())
-		return err
-	}); err != nil {
-		return err
+	if err := lab.Do(ns, func() (err error) { ln, err = net.Listen("tcp", addr.String()); return err }); err != nil {
+		t.Fatalf("listen on %s in %s: %v", addr, ns, err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
 		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		io.Copy(c, c) // echo
 	}()
+}
+
+// dial connects to addr from inside namespace ns.
+func dial(ns string, addr netip.AddrPort) (net.Conn, error) {
 	var conn net.Conn
-	if err := lab.Do(client, func() (err error) {
-		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(addr, uint16(port)).String(), 3*time.Second)
+	err := lab.Do(ns, func() (err error) {
+		conn, err = net.DialTimeout("tcp", addr.String(), 3*time.Second)
 		return err
-	}); err != nil {
+	})
+	return conn, err
+}
+
+// tcpExchange echoes 180 kB (many segments, super-frames with offloads)
+// from client's namespace through a server in server's namespace.
+func tcpExchange(t *testing.T, client, server string, addr netip.Addr, port int) error {
+	t.Helper()
+	ap := netip.AddrPortFrom(addr, uint16(port))
+	echoServer(t, server, ap)
+	conn, err := dial(client, ap)
+	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	msg := bytes.Repeat([]byte("sgswitch "), 20000) // 180 kB: many segments
+	msg := bytes.Repeat([]byte("sgswitch "), 20000)
 	go conn.Write(msg)
 	got := make([]byte, len(msg))
 	if _, err := io.ReadFull(conn, got); err != nil {
