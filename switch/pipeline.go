@@ -25,6 +25,7 @@ type Result struct {
 // Scratch is one worker's reusable memory: the decoded frame and the
 // responders' output buffer. A worker owns one and never shares it.
 type Scratch struct {
+	st    *state // the state the last Process used; the worker delivers with it
 	frame filter.Frame
 	pkt   filter.Packet
 	ct    conntrack.Packet
@@ -37,11 +38,19 @@ type Scratch struct {
 // Process does not write to any port; the caller delivers the Result.
 func (s *Switch) Process(in int, frame []byte, sc *Scratch) Result {
 	st := s.state.Load()
-	c := s.counters[in]
+	sc.st = st
+	pr := st.ports[in]
+	if pr == nil {
+		return drop(filter.ReasonUnknownSource) // a frame still in flight from a removed port
+	}
+	c := &pr.counters
 	c.RxFrames.Add(1)
 	c.RxBytes.Add(uint64(len(frame)))
-	r := s.process(st, int32(in), frame, sc)
+	r := s.process(st, pr, frame, sc)
 	c.count(r.Verdict, r.Reason)
+	if r.Verdict == filter.Drop && s.drops != nil {
+		s.drops(pr, r)
+	}
 	return r
 }
 
@@ -49,9 +58,10 @@ func drop(reason filter.Reason) Result {
 	return Result{Verdict: filter.Drop, Reason: reason, Out: -1}
 }
 
-func (s *Switch) process(st *state, in int32, frame []byte, sc *Scratch) Result {
+func (s *Switch) process(st *state, pr *portRuntime, frame []byte, sc *Scratch) Result {
+	in := pr.id
 	gso := false
-	if hl := s.vnetLen[in]; hl > 0 {
+	if hl := pr.vnetLen; hl > 0 {
 		h, ok := port.DecodeVnetHdr(frame)
 		if !ok || len(frame) < hl {
 			return drop(filter.ReasonMalformed)
@@ -202,15 +212,18 @@ func (s *Switch) policy(st *state, in, out int32, f *filter.Frame, sc *Scratch) 
 // decide is the security-group verdict for packet p from port in to port out.
 func (s *Switch) decide(st *state, in, out int32, p *filter.Packet) Result {
 	res := Result{Verdict: filter.Forward, Out: out}
+	if in < 0 || int(in) >= len(st.ports) || st.ports[in] == nil || out < 0 || int(out) >= len(st.ports) || st.ports[out] == nil {
+		return drop(filter.ReasonUnknownDestination) // a connection of a port that is gone
+	}
 	if in != st.uplink {
-		d := st.policy.Egress(int(in), p)
+		d := st.policy.Egress(int(st.inst[in].cfg), p)
 		if !d.Allow {
 			return Result{Verdict: filter.Drop, Reason: d.Reason, Out: -1, Rule: d.Rule, HasRule: d.Reason == filter.ReasonRule}
 		}
 		res.Reason, res.Rule, res.HasRule = d.Reason, d.Rule, d.Reason == filter.ReasonRule
 	}
 	if out != st.uplink {
-		d := st.policy.Ingress(int(out), p)
+		d := st.policy.Ingress(int(st.inst[out].cfg), p)
 		if !d.Allow {
 			return Result{Verdict: filter.Drop, Reason: d.Reason, Out: -1}
 		}

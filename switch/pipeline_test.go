@@ -3,6 +3,7 @@ package vswitch
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -53,13 +54,24 @@ const (
 	pUplink = 2
 )
 
-func newTestSwitch(t testing.TB, ports []port.Port) *Switch {
+// newTestSwitch builds the switch of testConfig; ports, when given, are its
+// devices by name (web1, db1, up0).
+func newTestSwitch(t testing.TB, ports map[string]port.Port) *Switch {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(testConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, ports, Options{})
+	opt := Options{}
+	if ports != nil {
+		opt.OpenPort = func(device string) (port.Port, error) {
+			if p := ports[device]; p != nil {
+				return p, nil
+			}
+			return nil, fmt.Errorf("no test port %s", device)
+		}
+	}
+	s, err := New(cfg, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +266,7 @@ func TestRunDelivers(t *testing.T) {
 	web := port.NewMem("web1", 0)
 	db := port.NewMem("db1", port.VnetHdrSize)
 	up := port.NewMem("up0", 0)
-	s := newTestSwitch(t, []port.Port{web, db, up})
+	s := newTestSwitch(t, map[string]port.Port{"web1": web, "db1": db, "up0": up})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

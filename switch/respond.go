@@ -41,12 +41,12 @@ func (r *replyBuffer) build(ls ...gopacket.SerializableLayer) ([]byte, error) {
 type answerFunc func(st *state, in int32, sc *Scratch) ([]byte, filter.Reason, error)
 
 func (s *Switch) respond(st *state, in int32, sc *Scratch, answer answerFunc) Result {
-	if !s.limits[in].take(s.clock.Now()) {
+	if !st.ports[in].limit.take(s.clock.Now()) {
 		return drop(filter.ReasonRateLimit)
 	}
 	reply, reason, err := answer(st, in, sc)
 	if err != nil {
-		s.log.Warn("building a local reply failed", "port", s.names[in], "err", err)
+		s.log.Warn("building a local reply failed", "port", st.ports[in].device, "err", err)
 		return drop(filter.ReasonMalformed)
 	}
 	switch reason {

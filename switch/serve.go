@@ -3,7 +3,6 @@ package vswitch
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"time"
 
@@ -20,23 +19,34 @@ const headroom = port.VnetHdrSize
 
 // Run serves every port until ctx is cancelled or a port fails. Each port has
 // one worker goroutine that reads a frame, runs the pipeline and writes the
-// result, run to completion: no channel hand-off per frame. Run closes the
-// ports when it returns.
+// result, run to completion: no channel hand-off per frame. Ports added by
+// Apply while Run serves get their worker at once. Run closes the ports when
+// it returns.
 func (s *Switch) Run(ctx context.Context) error {
+	if s.open == nil {
+		return errPortsClosed
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { s.clock.run(ctx, time.Millisecond); return nil })
 	g.Go(func() error { s.ct.Run(ctx, time.Second); return nil })
-	for i, p := range s.ports {
-		if p == nil {
-			return fmt.Errorf("switch: port %d (%s) is not open", i, s.names[i])
+	s.mu.Lock()
+	s.spawn = func(pr *portRuntime) { g.Go(func() error { return s.serve(pr) }) }
+	for _, pr := range s.state.Load().ports {
+		if pr != nil {
+			s.spawn(pr)
 		}
-		g.Go(func() error { return s.serve(i, p) })
 	}
+	s.mu.Unlock()
 	g.Go(func() error {
 		<-ctx.Done()
-		for _, p := range s.ports {
-			p.Close()
+		s.mu.Lock()
+		s.spawn = nil
+		for _, pr := range s.state.Load().ports {
+			if pr != nil {
+				pr.port.Close()
+			}
 		}
+		s.mu.Unlock()
 		return nil
 	})
 	err := g.Wait()
@@ -46,32 +56,39 @@ func (s *Switch) Run(ctx context.Context) error {
 	return err
 }
 
-func (s *Switch) serve(in int, p port.Port) error {
+// serve is one port's worker.
+func (s *Switch) serve(pr *portRuntime) error {
 	buf := make([]byte, headroom+port.BufSize)
 	var sc Scratch
 	for {
-		n, err := p.Read(buf[headroom:])
+		n, err := pr.port.Read(buf[headroom:])
 		if err != nil {
+			if pr.removed.Load() {
+				return nil // taken out of the configuration
+			}
 			if errors.Is(err, net.ErrClosed) {
 				return err
 			}
-			return fmt.Errorf("port %s: %w", s.names[in], err)
+			// A device that fails (its VM gone, its namespace deleted) takes
+			// only its own worker down, never the switch and its other ports.
+			s.log.Error("port failed; it is not served until it is re-added", "port", pr.device, "err", err)
+			return nil
 		}
-		r := s.Process(in, buf[headroom:headroom+n], &sc)
+		r := s.Process(int(pr.id), buf[headroom:headroom+n], &sc)
 		switch {
 		case r.Verdict == filter.Forward:
-			s.forward(in, int(r.Out), buf, n)
+			s.forward(pr, sc.st.ports[r.Out], buf, n)
 		case r.Reply != nil:
-			s.reply(in, &sc)
+			s.reply(pr, &sc)
 		}
 	}
 }
 
 // forward writes the frame in buf[headroom:headroom+n], read from port in,
 // to port out, adding or removing the virtio-net header as the two ports need.
-func (s *Switch) forward(in, out int, buf []byte, n int) {
+func (s *Switch) forward(in, out *portRuntime, buf []byte, n int) {
 	frame := buf[headroom : headroom+n]
-	inHL, outHL := s.vnetLen[in], s.vnetLen[out]
+	inHL, outHL := in.vnetLen, out.vnetLen
 	switch {
 	case inHL == outHL:
 	case inHL == 0: // prepend an empty header: nothing to offload
@@ -83,21 +100,21 @@ func (s *Switch) forward(in, out int, buf []byte, n int) {
 		// port without the header cannot give. Ports of one switch share the
 		// offload setting, so this is for mixed test setups only.
 		if h, _ := port.DecodeVnetHdr(frame); h.GSOType != port.VnetGSONone || h.Flags&port.VnetFlagNeedsCsum != 0 {
-			s.counters[out].TxErrors.Add(1)
+			out.counters.TxErrors.Add(1)
 			return
 		}
 		frame = frame[inHL:]
 	default:
-		s.counters[out].TxErrors.Add(1)
+		out.counters.TxErrors.Add(1)
 		return
 	}
 	s.write(out, frame)
 }
 
 // reply sends a local responder's answer back out of port in.
-func (s *Switch) reply(in int, sc *Scratch) {
+func (s *Switch) reply(in *portRuntime, sc *Scratch) {
 	b := sc.reply.buf
-	if hl := s.vnetLen[in]; hl > 0 {
+	if hl := in.vnetLen; hl > 0 {
 		h, err := b.PrependBytes(hl)
 		if err != nil {
 			return
@@ -107,9 +124,9 @@ func (s *Switch) reply(in int, sc *Scratch) {
 	s.write(in, b.Bytes())
 }
 
-func (s *Switch) write(out int, frame []byte) {
-	c := s.counters[out]
-	if _, err := s.ports[out].Write(frame); err != nil {
+func (s *Switch) write(out *portRuntime, frame []byte) {
+	c := &out.counters
+	if _, err := out.port.Write(frame); err != nil {
 		c.TxErrors.Add(1)
 		return
 	}

@@ -187,7 +187,7 @@ func TestConntrackFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, nil, Options{})
+	s, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestTimeoutExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, nil, Options{Clock: clock})
+	s, err := New(cfg, Options{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,17 +2,21 @@
 // forwarding table, the per-frame pipeline, the local responders (ARP, DHCP,
 // NDP), counters and the control API.
 //
-// Port numbering: the instances of the configuration in file order are ports
-// 0..n-1, and the uplink, when configured, is port n. The pipeline (Process)
-// is a pure function of the current state and the frame, shared by the live
-// switch, replay and tests, so there is exactly one implementation of it.
+// Port ids: at start the instances of the configuration in file order are
+// ports 0..n-1 and the uplink, when configured, is port n. A port added later
+// gets the next id; a removed port leaves its id unused, so an id means one
+// port for the life of the process (connection-tracking entries hold them).
+// The pipeline (Process) is a function of the current state and the frame,
+// shared by the live switch, replay and tests: there is one implementation.
 package vswitch
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,17 +35,29 @@ const DefaultMTU = 1500
 
 // Switch is a running (or replaying) switch.
 type Switch struct {
-	ports    []port.Port // nil entries in replay and pipeline tests
-	names    []string
-	vnetLen  []int
-	counters []*Counters
-	state    atomic.Pointer[state]
-	fdb      *uplinkFDB
-	log      *slog.Logger
-	clock    *Clock
-	limits   []*tokenBucket // per-port budget for the local responders
-	ct       *conntrack.Table
-	frags    *conntrack.Fragments
+	state atomic.Pointer[state]
+	fdb   *uplinkFDB
+	log   *slog.Logger
+	clock *Clock
+	ct    *conntrack.Table
+	frags *conntrack.Fragments
+	open  func(device string) (port.Port, error)
+
+	mu    sync.Mutex                // serialises changes (Apply)
+	spawn func(*portRuntime)        // starts a port's worker once Run is serving; nil before
+	drops func(*portRuntime, Result) // optional drop observer (logging); nil = off
+}
+
+// portRuntime is one port's device and tallies. It outlives state changes:
+// a port that stays in the configuration keeps its runtime and its counters.
+type portRuntime struct {
+	id       int32
+	device   string
+	port     port.Port // nil in pipeline-only use (replay, tests)
+	vnetLen  int
+	counters Counters
+	limit    *tokenBucket // budget of the local responders
+	removed  atomic.Bool  // set before the port is closed, so its worker exits quietly
 }
 
 // state is everything the pipeline reads that a configuration change
@@ -50,9 +66,10 @@ type Switch struct {
 type state struct {
 	cfg    *config.Config
 	policy *filter.Policy
-	gen    uint64 // policy generation: tracked connections re-check when it moves
-	inst   []instancePort
-	uplink int32 // port id of the uplink, -1 when there is none
+	gen    uint64         // policy generation: tracked connections re-check when it moves
+	ports  []*portRuntime // by port id; nil where a port was removed
+	inst   []instancePort // by port id; cfg < 0 for the uplink and removed ports
+	uplink int32          // port id of the uplink, -1 when there is none
 	byMAC  map[[6]byte]int32
 	owner4 map[netip.Addr]int32 // IPv4 address → instance port
 	owner6 map[netip.Addr]int32 // IPv6 global and link-local → instance port
@@ -62,35 +79,27 @@ type state struct {
 
 // instancePort is the identity and settings of one instance port.
 type instancePort struct {
+	cfg    int32 // index in cfg.Instances (what the policy calls the instance); -1: none
 	name   string
 	id     filter.Identity
 	prefix netip.Prefix // IPv4 with its on-link prefix length
 	pfx6   netip.Prefix
 }
 
-// Options tunes a Switch; the zero value is fine.
+// Options tunes a Switch; the zero value is a pipeline without ports.
 type Options struct {
 	Logger *slog.Logger
 	// Clock is the switch's time; nil means a clock that Run keeps current.
 	// Replay and tests pass their own and set it.
 	Clock *Clock
+	// OpenPort opens the device of a port (a TAP by name); nil means no
+	// devices at all: the switch can Process frames but not Run.
+	OpenPort func(device string) (port.Port, error)
 }
 
-// New builds a switch for cfg. ports holds one port per instance in
-// configuration order, then the uplink's when cfg has one; entries may be nil
-// for pipeline-only use (replay, tests), and ports may be nil altogether.
-func New(cfg *config.Config, ports []port.Port, opt Options) (*Switch, error) {
-	n := len(cfg.Instances)
-	if cfg.Uplink != nil {
-		n++
-	}
-	if ports == nil {
-		ports = make([]port.Port, n)
-	}
-	if len(ports) != n {
-		return nil, fmt.Errorf("switch: %d ports for %d instances and uplink", len(ports), n)
-	}
-	s := &Switch{ports: ports, log: opt.Logger, clock: opt.Clock}
+// New builds a switch for cfg and opens its ports.
+func New(cfg *config.Config, opt Options) (*Switch, error) {
+	s := &Switch{log: opt.Logger, clock: opt.Clock, open: opt.OpenPort}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -100,22 +109,6 @@ func New(cfg *config.Config, ports []port.Port, opt Options) (*Switch, error) {
 	}
 	s.ct = conntrack.New(conntrack.Config{Max: cfg.Switch.Conntrack.Max, Timeouts: conntrackTimeouts(cfg.Switch.Conntrack.Timeouts)}, s.clock)
 	s.frags = conntrack.NewFragments(conntrack.FragConfig{}, s.clock)
-	for i := 0; i < n; i++ {
-		name := ""
-		if i < len(cfg.Instances) {
-			name = cfg.Instances[i].TAP
-		} else {
-			name = cfg.Uplink.Port
-		}
-		s.names = append(s.names, name)
-		hl := 0
-		if ports[i] != nil {
-			hl = ports[i].VnetHdrLen()
-		}
-		s.vnetLen = append(s.vnetLen, hl)
-		s.counters = append(s.counters, &Counters{})
-		s.limits = append(s.limits, newTokenBucket(responderRate, responderBurst))
-	}
 	maxMACs, age := cfg.Switch.MaxUplinkMACs, cfg.Switch.MACAgeing
 	if maxMACs <= 0 {
 		maxMACs = config.DefaultUplinkMACs
@@ -124,7 +117,7 @@ func New(cfg *config.Config, ports []port.Port, opt Options) (*Switch, error) {
 		age = config.DefaultMACAgeing
 	}
 	s.fdb = newUplinkFDB(maxMACs, age)
-	st, err := buildState(cfg, nil)
+	st, _, err := s.buildState(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -132,10 +125,43 @@ func New(cfg *config.Config, ports []port.Port, opt Options) (*Switch, error) {
 	return s, nil
 }
 
-// buildState compiles cfg into a pipeline state, reusing what it can of prev.
-func buildState(cfg *config.Config, prev *state) (*state, error) {
+// Apply puts cfg in force atomically: the new state — policy, instances,
+// ports — is built completely first and published with one pointer swap, so
+// a frame sees the old configuration or the new one, never a mix. If
+// anything fails (a policy that does not compile, a TAP that does not open)
+// nothing changes (fail closed). Instances that stay keep their port, their
+// counters and their tracked connections; new instances get new ports,
+// removed ones are closed after the swap.
+func (s *Switch) Apply(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.state.Load()
+	st, added, err := s.buildState(cfg, prev)
+	if err != nil {
+		return err
+	}
+	s.state.Store(st)
+	for _, pr := range prev.ports {
+		if pr != nil && (int(pr.id) >= len(st.ports) || st.ports[pr.id] != pr) {
+			pr.removed.Store(true)
+			if pr.port != nil {
+				pr.port.Close()
+			}
+		}
+	}
+	if s.spawn != nil {
+		for _, pr := range added {
+			s.spawn(pr)
+		}
+	}
+	return nil
+}
+
+// buildState compiles cfg into a pipeline state, reusing what it can of prev
+// (the compiled policy's unchanged parts, the ports of unchanged instances).
+// It returns the ports it opened; on error it closes them again.
+func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added []*portRuntime, err error) {
 	var pol *filter.Policy
-	var err error
 	gen := uint64(1)
 	if prev != nil {
 		gen = prev.gen + 1
@@ -144,33 +170,91 @@ func buildState(cfg *config.Config, prev *state) (*state, error) {
 		pol, err = filter.Compile(cfg)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	st := &state{cfg: cfg, policy: pol, gen: gen, uplink: -1, mtu: DefaultMTU,
+	st = &state{cfg: cfg, policy: pol, gen: gen, uplink: -1, mtu: DefaultMTU,
 		byMAC:  make(map[[6]byte]int32, len(cfg.Instances)),
 		owner4: make(map[netip.Addr]int32, len(cfg.Instances)),
 		owner6: make(map[netip.Addr]int32, 2*len(cfg.Instances)),
 		dhcp:   newDHCPSettings(cfg),
 	}
-	if cfg.Uplink != nil {
-		st.uplink = int32(len(cfg.Instances))
+	// Carry over every port id, then reuse or drop them one by one.
+	var keep map[string]*portRuntime // instance name (or "" for the uplink) → runtime
+	if prev != nil {
+		st.ports = make([]*portRuntime, len(prev.ports))
+		st.inst = make([]instancePort, len(prev.ports))
+		keep = make(map[string]*portRuntime, len(prev.ports))
+		for id, pr := range prev.ports {
+			st.inst[id].cfg = -1
+			if pr == nil {
+				continue
+			}
+			if int32(id) == prev.uplink {
+				keep[""] = pr
+			} else if ip := prev.inst[id]; ip.cfg >= 0 {
+				keep[prev.cfg.Instances[ip.cfg].Name] = pr
+			}
+		}
+	}
+	defer func() {
+		if err != nil {
+			for _, pr := range added {
+				if pr.port != nil {
+					pr.port.Close()
+				}
+			}
+			added = nil
+		}
+	}()
+	place := func(key, device string, same bool) (int32, error) {
+		if pr := keep[key]; pr != nil && pr.device == device && same {
+			st.ports[pr.id] = pr
+			return pr.id, nil
+		}
+		pr := &portRuntime{id: int32(len(st.ports)), device: device, limit: newTokenBucket(responderRate, responderBurst)}
+		if s.open != nil {
+			p, err := s.open(device)
+			if err != nil {
+				return -1, err
+			}
+			pr.port, pr.vnetLen = p, p.VnetHdrLen()
+		}
+		added = append(added, pr)
+		st.ports = append(st.ports, pr)
+		st.inst = append(st.inst, instancePort{cfg: -1})
+		return pr.id, nil
 	}
 	for i, in := range cfg.Instances {
+		same := true
+		if prev != nil {
+			if _, pi := prev.cfg.Instance(in.Name); pi >= 0 {
+				same = prev.cfg.Instances[pi].MAC.String() == in.MAC.String()
+			}
+		}
+		id, err := place(in.Name, in.TAP, same)
+		if err != nil {
+			return nil, nil, err
+		}
 		mac := [6]byte(in.MAC)
 		var v6 netip.Addr
 		if in.IPv6.IsValid() {
 			v6 = in.IPv6.Addr()
 		}
-		ip := instancePort{name: in.Name, id: filter.NewIdentity(mac, in.IPv4.Addr(), v6), prefix: in.IPv4, pfx6: in.IPv6}
-		st.inst = append(st.inst, ip)
-		st.byMAC[mac] = int32(i)
-		st.owner4[in.IPv4.Addr()] = int32(i)
-		st.owner6[ip.id.LinkLocal] = int32(i)
+		ip := instancePort{cfg: int32(i), name: in.Name, id: filter.NewIdentity(mac, in.IPv4.Addr(), v6), prefix: in.IPv4, pfx6: in.IPv6}
+		st.inst[id] = ip
+		st.byMAC[mac] = id
+		st.owner4[in.IPv4.Addr()] = id
+		st.owner6[ip.id.LinkLocal] = id
 		if v6.IsValid() {
-			st.owner6[v6] = int32(i)
+			st.owner6[v6] = id
 		}
 	}
-	return st, nil
+	if cfg.Uplink != nil {
+		if st.uplink, err = place("", cfg.Uplink.Port, true); err != nil {
+			return nil, nil, err
+		}
+	}
+	return st, added, nil
 }
 
 // Config is the configuration currently in force.
@@ -179,14 +263,14 @@ func (s *Switch) Config() *config.Config { return s.state.Load().cfg }
 // Policy is the compiled policy currently in force.
 func (s *Switch) Policy() *filter.Policy { return s.state.Load().policy }
 
-// PortName is the device name of port id.
-func (s *Switch) PortName(id int) string { return s.names[id] }
+// Conntrack is the connection table.
+func (s *Switch) Conntrack() *conntrack.Table { return s.ct }
 
 // PortLabel is how people name port id: its instance's name, or "uplink".
 func (s *Switch) PortLabel(id int) string { return s.portLabel(s.state.Load(), int32(id)) }
 
-// NumPorts is the number of ports, the uplink included.
-func (s *Switch) NumPorts() int { return len(s.names) }
+// NumPorts is the number of port ids in use so far (removed ports included).
+func (s *Switch) NumPorts() int { return len(s.state.Load().ports) }
 
 // PortByMAC is the instance port whose MAC is mac, or the uplink's (-1 when
 // there is none): how replay picks a captured frame's ingress port.
@@ -204,12 +288,12 @@ func (s *Switch) PortByMAC(mac net.HardwareAddr) int {
 // uplink (by "uplink" or its device name); -1 when there is none.
 func (s *Switch) PortNamed(name string) int {
 	st := s.state.Load()
-	for i, in := range st.inst {
-		if in.name == name {
-			return i
+	for id, in := range st.inst {
+		if in.cfg >= 0 && in.name == name {
+			return id
 		}
 	}
-	if st.uplink >= 0 && (name == "uplink" || name == s.names[st.uplink]) {
+	if st.uplink >= 0 && (name == "uplink" || name == st.ports[st.uplink].device) {
 		return int(st.uplink)
 	}
 	return -1
@@ -218,48 +302,42 @@ func (s *Switch) PortNamed(name string) int {
 // Stats is a snapshot of every port's counters.
 func (s *Switch) Stats() []PortStats {
 	st := s.state.Load()
-	out := make([]PortStats, len(s.names))
-	for i := range s.names {
-		inst := ""
-		if i < len(st.inst) {
-			inst = st.inst[i].name
+	var out []PortStats
+	for id, pr := range st.ports {
+		if pr == nil {
+			continue
 		}
-		out[i] = s.counters[i].snapshot(s.names[i], inst)
-		if int32(i) == st.uplink {
-			out[i].LearnedMACs = s.fdb.size()
+		ps := pr.counters.snapshot(pr.device, st.inst[id].name)
+		if int32(id) == st.uplink {
+			ps.LearnedMACs = s.fdb.size()
 		}
+		out = append(out, ps)
 	}
 	return out
 }
 
-// Apply puts cfg in force atomically: the new state is built completely
-// first and published with one pointer swap, so a frame sees the old policy
-// or the new one, never a mix; if building fails the old one stays (fail
-// closed). The set of ports is fixed while the switch runs: cfg must have the
-// same instances (name, TAP, MAC) in the same order and the same uplink.
-func (s *Switch) Apply(cfg *config.Config) error {
-	prev := s.state.Load()
-	if err := samePorts(prev.cfg, cfg); err != nil {
-		return err
+// errPortsClosed is returned by Run when the switch has no devices.
+var errPortsClosed = errors.New("switch: built without OpenPort, it has no devices to serve")
+
+func (s *Switch) portLabel(st *state, p int32) string {
+	switch {
+	case p == st.uplink:
+		return "uplink"
+	case p >= 0 && int(p) < len(st.inst) && st.inst[p].cfg >= 0:
+		return st.inst[p].name
 	}
-	st, err := buildState(cfg, prev)
-	if err != nil {
-		return err
-	}
-	s.state.Store(st)
-	return nil
+	return fmt.Sprintf("port%d", p)
 }
 
-func samePorts(old, cfg *config.Config) error {
-	if len(old.Instances) != len(cfg.Instances) || (old.Uplink == nil) != (cfg.Uplink == nil) ||
-		(old.Uplink != nil && old.Uplink.Port != cfg.Uplink.Port) {
-		return fmt.Errorf("%s: the instances or the uplink changed; adding or removing ports needs a restart of the switch", cfg.File)
-	}
-	for i, in := range cfg.Instances {
-		o := old.Instances[i]
-		if o.Name != in.Name || o.TAP != in.TAP || o.MAC.String() != in.MAC.String() {
-			return fmt.Errorf("%s:%d: instances[%d]: instance %s changed its name, tap or mac; that needs a restart of the switch", cfg.File, in.Line, i, in.Name)
+// Close closes every port's device; for a switch that will not Run (Run
+// closes its ports itself when it returns).
+func (s *Switch) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, pr := range s.state.Load().ports {
+		if pr != nil && pr.port != nil {
+			pr.removed.Store(true)
+			pr.port.Close()
 		}
 	}
-	return nil
 }

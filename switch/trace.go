@@ -113,13 +113,6 @@ func (s *Switch) destination(st *state, f *filter.Frame) int32 {
 	return -1
 }
 
-func (s *Switch) portLabel(st *state, p int32) string {
-	if p == st.uplink {
-		return "uplink"
-	}
-	return st.inst[p].name
-}
-
 func passDrop(allow bool) string {
 	if allow {
 		return "pass"

@@ -45,7 +45,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		frames = append(frames, fr...)
 	}
 	clock := &vswitch.Clock{}
-	sw, err := vswitch.New(cfg, nil, vswitch.Options{Clock: clock})
+	sw, err := vswitch.New(cfg, vswitch.Options{Clock: clock})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

@@ -50,28 +50,12 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	return cfg, nil
 }
 
-// openPorts opens (creating when needed) every TAP the configuration names:
-// the instances' in file order, then the uplink's.
-func openPorts(cfg *config.Config) ([]port.Port, error) {
-	var names []string
-	for _, in := range cfg.Instances {
-		names = append(names, in.TAP)
-	}
-	if cfg.Uplink != nil {
-		names = append(names, cfg.Uplink.Port)
-	}
-	ports := make([]port.Port, 0, len(names))
-	for _, n := range names {
-		p, err := port.OpenTAP(n, port.TAPOptions{Offload: cfg.Switch.Offload})
-		if err != nil {
-			for _, q := range ports {
-				q.Close()
-			}
-			return nil, err
-		}
-		ports = append(ports, p)
-	}
-	return ports, nil
+// newSwitch builds the switch of cfg with its TAP devices opened (created
+// when they do not exist).
+func newSwitch(cfg *config.Config, log *slog.Logger) (*vswitch.Switch, error) {
+	return vswitch.New(cfg, vswitch.Options{Logger: log, OpenPort: func(device string) (port.Port, error) {
+		return port.OpenTAP(device, port.TAPOptions{Offload: cfg.Switch.Offload})
+	}})
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
@@ -85,28 +69,20 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	ports, err := openPorts(cfg)
+	sw, err := newSwitch(cfg, log)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, ports, log, nil)
+	return serve(ctx, sw, log, nil)
 }
 
-// serve runs the switch on ports with its control socket until ctx ends.
+// serve runs the switch with its control socket until ctx ends.
 // ready, when set, is called once the switch is serving.
-func serve(ctx context.Context, cfg *config.Config, ports []port.Port, log *slog.Logger, ready func() error) error {
-	sw, err := vswitch.New(cfg, ports, vswitch.Options{Logger: log})
-	if err != nil {
-		for _, p := range ports {
-			p.Close()
-		}
-		return err
-	}
+func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, ready func() error) error {
+	cfg := sw.Config()
 	ctl, err := vswitch.ListenControl(cfg.Switch.Control)
 	if err != nil {
-		for _, p := range ports {
-			p.Close()
-		}
+		sw.Close()
 		return err
 	}
 	defer os.Remove(cfg.Switch.Control)
@@ -167,15 +143,13 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return lab.Down(cfg)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	ports, err := openPorts(cfg)
+	sw, err := newSwitch(cfg, log)
 	if err != nil {
 		return err
 	}
 	l, err := lab.Up(cfg)
 	if err != nil {
-		for _, p := range ports {
-			p.Close()
-		}
+		sw.Close()
 		return err
 	}
 	defer func() {
@@ -183,7 +157,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			log.Error("lab teardown", "err", err)
 		}
 	}()
-	return serve(ctx, cfg, ports, log, func() error {
+	return serve(ctx, sw, log, func() error {
 		fmt.Fprintf(stdout, "lab up: namespaces %v; stop with Ctrl-C (or sgswitch lab down -c %s)\n", l.Namespaces(), *cfgPath)
 		return nil
 	})

@@ -41,7 +41,7 @@ func cmdTrace(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	sw, err := vswitch.New(cfg, nil, vswitch.Options{})
+	sw, err := vswitch.New(cfg, vswitch.Options{})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
