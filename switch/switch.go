@@ -43,8 +43,8 @@ type Switch struct {
 	frags *conntrack.Fragments
 	open  func(device string) (port.Port, error)
 
-	mu    sync.Mutex                // serialises changes (Apply)
-	spawn func(*portRuntime)        // starts a port's worker once Run is serving; nil before
+	mu    sync.Mutex                 // serialises changes (Apply)
+	spawn func(*portRuntime)         // starts a port's worker once Run is serving; nil before
 	drops func(*portRuntime, Result) // optional drop observer (logging); nil = off
 }
 
