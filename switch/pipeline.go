@@ -48,8 +48,8 @@ func (s *Switch) Process(in int, frame []byte, sc *Scratch) Result {
 	c.RxBytes.Add(uint64(len(frame)))
 	r := s.process(st, pr, frame, sc)
 	c.count(r.Verdict, r.Reason)
-	if r.Verdict == filter.Drop && s.drops != nil {
-		s.drops(pr, r)
+	if r.Verdict == filter.Drop && s.onDrop != nil {
+		s.onDrop(pr.device, r, &sc.frame)
 	}
 	return r
 }

@@ -43,10 +43,16 @@ type Switch struct {
 	frags *conntrack.Fragments
 	open  func(device string) (port.Port, error)
 
-	mu    sync.Mutex                 // serialises changes (Apply)
-	spawn func(*portRuntime)         // starts a port's worker once Run is serving; nil before
-	drops func(*portRuntime, Result) // optional drop observer (logging); nil = off
+	mu     sync.Mutex         // serialises changes (Apply)
+	spawn  func(*portRuntime) // starts a port's worker once Run is serving; nil before
+	onDrop DropFunc           // optional drop observer (logging); nil = off
 }
+
+// DropFunc observes a dropped frame: the port's device name, the verdict and
+// the decoded frame (valid only during the call; decoding may have stopped
+// early for a malformed frame). It runs on the port's worker, so it must be
+// cheap and must not block; it is called only for drops.
+type DropFunc func(port string, r Result, f *filter.Frame)
 
 // portRuntime is one port's device and tallies. It outlives state changes:
 // a port that stays in the configuration keeps its runtime and its counters.
@@ -64,17 +70,18 @@ type portRuntime struct {
 // replaces. It is immutable once published; a change builds a new one and
 // swaps the pointer, so a frame sees either the old or the new state whole.
 type state struct {
-	cfg    *config.Config
-	policy *filter.Policy
-	gen    uint64         // policy generation: tracked connections re-check when it moves
-	ports  []*portRuntime // by port id; nil where a port was removed
-	inst   []instancePort // by port id; cfg < 0 for the uplink and removed ports
-	uplink int32          // port id of the uplink, -1 when there is none
-	byMAC  map[[6]byte]int32
-	owner4 map[netip.Addr]int32 // IPv4 address → instance port
-	owner6 map[netip.Addr]int32 // IPv6 global and link-local → instance port
-	dhcp   dhcpSettings
-	mtu    int
+	cfg     *config.Config
+	policy  *filter.Policy
+	gen     uint64         // configuration version: tracked connections re-check when it moves
+	compile time.Duration  // how long building this state took
+	ports   []*portRuntime // by port id; nil where a port was removed
+	inst    []instancePort // by port id; cfg < 0 for the uplink and removed ports
+	uplink  int32          // port id of the uplink, -1 when there is none
+	byMAC   map[[6]byte]int32
+	owner4  map[netip.Addr]int32 // IPv4 address → instance port
+	owner6  map[netip.Addr]int32 // IPv6 global and link-local → instance port
+	dhcp    dhcpSettings
+	mtu     int
 }
 
 // instancePort is the identity and settings of one instance port.
@@ -95,11 +102,13 @@ type Options struct {
 	// OpenPort opens the device of a port (a TAP by name); nil means no
 	// devices at all: the switch can Process frames but not Run.
 	OpenPort func(device string) (port.Port, error)
+	// OnDrop, when set, is told about every dropped frame (see DropFunc).
+	OnDrop DropFunc
 }
 
 // New builds a switch for cfg and opens its ports.
 func New(cfg *config.Config, opt Options) (*Switch, error) {
-	s := &Switch{log: opt.Logger, clock: opt.Clock, open: opt.OpenPort}
+	s := &Switch{log: opt.Logger, clock: opt.Clock, open: opt.OpenPort, onDrop: opt.OnDrop}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -133,9 +142,27 @@ func New(cfg *config.Config, opt Options) (*Switch, error) {
 // counters and their tracked connections; new instances get new ports,
 // removed ones are closed after the swap.
 func (s *Switch) Apply(cfg *config.Config) error {
+	return s.ApplyAt(cfg, 0)
+}
+
+// ErrStale is returned by ApplyAt when the configuration changed since the
+// version the change was based on.
+var ErrStale = errors.New("the configuration changed since the version this change is based on")
+
+// Version is the version of the configuration in force; it grows by one with
+// every change applied (API, reload).
+func (s *Switch) Version() uint64 { return s.state.Load().gen }
+
+// ApplyAt is Apply for a change based on configuration version: when another
+// change came first it returns ErrStale and changes nothing (0 means no
+// check). Changes are serialised, so read-modify-ApplyAt is safe.
+func (s *Switch) ApplyAt(cfg *config.Config, version uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	prev := s.state.Load()
+	if version != 0 && version != prev.gen {
+		return ErrStale
+	}
 	st, added, err := s.buildState(cfg, prev)
 	if err != nil {
 		return err
@@ -161,6 +188,12 @@ func (s *Switch) Apply(cfg *config.Config) error {
 // (the compiled policy's unchanged parts, the ports of unchanged instances).
 // It returns the ports it opened; on error it closes them again.
 func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added []*portRuntime, err error) {
+	start := time.Now()
+	defer func() {
+		if st != nil {
+			st.compile = time.Since(start)
+		}
+	}()
 	var pol *filter.Policy
 	gen := uint64(1)
 	if prev != nil {
@@ -262,6 +295,13 @@ func (s *Switch) Config() *config.Config { return s.state.Load().cfg }
 
 // Policy is the compiled policy currently in force.
 func (s *Switch) Policy() *filter.Policy { return s.state.Load().policy }
+
+// CompileTime is how long building the configuration in force took
+// (policy compilation included).
+func (s *Switch) CompileTime() time.Duration { return s.state.Load().compile }
+
+// FragmentStats are the fragment table's counters.
+func (s *Switch) FragmentStats() conntrack.FragStats { return s.frags.Stats() }
 
 // Conntrack is the connection table.
 func (s *Switch) Conntrack() *conntrack.Table { return s.ct }
