@@ -88,6 +88,20 @@
 // tests advance a ManualClock instead of sleeping; for the packet path,
 // CoarseClock costs an atomic load where SystemClock costs a clock read.
 //
+// # Save and restore
+//
+// For a restart without dropping connections, Save writes the live
+// connections to a file and Restore adds them to the new process's table: a
+// versioned little-endian format (magic "SGSWCONN", version, record size,
+// count, fixed 124-byte records, CRC-32C trailer; see persist.go) holding
+// everything Track depends on, with each timeout as the time it had left.
+// Restore checks all of its input, checksum and every record, before it
+// changes anything, so a damaged file leaves the table as it was; it decodes
+// into private slabs laid out as the table's own, which the shards of a new
+// table adopt whole. A callback remaps each connection's Meta (the switch
+// renumbers ports and resets PolicyGen, so that every restored connection is
+// checked against the current policy at its next packet) or drops it.
+//
 // # Cost
 //
 // Track and Related take one shard lock, probe one index and compare one key;

@@ -79,7 +79,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Save is consistent per shard: it holds each shard's lock while it copies
 // that shard, so packets of other shards pass meanwhile, but the file is not
 // one snapshot of the whole table (a connection created in a shard already
-// copied is missing from it). The switch stops tracking before it saves.
+// copied is missing from it), unless nothing tracks packets meanwhile, as
+// when the switch saves on its way out.
 //
 // The file is built in memory and written with one Write: about 124 bytes
 // per connection, the size of the file, until Save returns.
@@ -159,18 +160,24 @@ func putRecord(b []byte, e *entry, left int64) {
 	le.PutUint64(b[offGen:], e.policyGen)
 }
 
-// getRecord decodes a record that checkRecord accepted into e (key, state,
-// flags, windows, counters, Meta; not the deadline or the generation) and
+// getKey decodes the key of a record.
+func getKey(b []byte, k *Key) {
+	b = b[:recordSize]
+	le := binary.LittleEndian
+	copy(k.Src[:], b[offSrc:])
+	copy(k.Dst[:], b[offDst:])
+	k.SrcPort = le.Uint16(b[offSrcPort:])
+	k.DstPort = le.Uint16(b[offDstPort:])
+	k.Proto = b[offProto]
+	k.Zone = le.Uint16(b[offZone:])
+}
+
+// getRecord decodes a record that checkRecord accepted into e (state, flags,
+// windows, counters, Meta; not the key, the deadline or the generation) and
 // returns the nanoseconds it had left.
 func getRecord(b []byte, e *entry) (left int64) {
 	b = b[:recordSize]
 	le := binary.LittleEndian
-	copy(e.key.Src[:], b[offSrc:])
-	copy(e.key.Dst[:], b[offDst:])
-	e.key.SrcPort = le.Uint16(b[offSrcPort:])
-	e.key.DstPort = le.Uint16(b[offDstPort:])
-	e.key.Proto = b[offProto]
-	e.key.Zone = le.Uint16(b[offZone:])
 	e.state = State(b[offState])
 	f := b[offFlags]
 	e.flags = 0
@@ -230,10 +237,7 @@ func checkRecord(b []byte) error {
 	}
 	if !isICMP(proto) {
 		var k Key
-		copy(k.Src[:], b[offSrc:])
-		copy(k.Dst[:], b[offDst:])
-		k.SrcPort = binary.LittleEndian.Uint16(b[offSrcPort:])
-		k.DstPort = binary.LittleEndian.Uint16(b[offDstPort:])
+		getKey(b, &k)
 		if canonicalize(&k) {
 			return errors.New("key not in canonical order")
 		}
@@ -244,88 +248,50 @@ func checkRecord(b []byte) error {
 // Restore reads what Save wrote and adds its connections to the table, and
 // returns how many it added.
 //
-// It reads and checks the whole input first (magic, version, record size,
-// length, checksum, and every record) and adds nothing unless all of it is
-// sound: a damaged or truncated file leaves the table as it was, and the
-// error says what is wrong ("conntrack state: bad magic", "version 2 not
-// supported", "checksum mismatch", "truncated after N of M entries", ...).
-// Bytes after the checksum are an error too.
+// It reads and checks the whole input before it changes anything (magic,
+// version, record size, length, checksum, and every record): a damaged or
+// truncated file leaves the table as it was, and the error says what is wrong
+// ("conntrack state: bad magic", "version 2 not supported", "checksum
+// mismatch", "truncated after N of M entries", ...). Bytes after the checksum
+// are an error too. Meanwhile the connections are decoded into private slabs
+// laid out as the table's own (same hash seed, same shards), so that a shard
+// of a new table simply adopts its slab and an index built for it: the file is
+// never held in memory, and a restart's Restore costs about what the table
+// itself costs.
 //
-// remap (nil: keep) is called with each connection's Meta, outside any lock,
-// before it is added: it may renumber the ports, and should reset PolicyGen so
-// that the next packet of every restored connection is checked against the
-// current policy; returning false drops the connection.
+// remap (nil: keep) is called with each connection's Meta, without any lock
+// held, once the input is known sound: it may renumber the ports, and should
+// reset PolicyGen so that the next packet of every restored connection is
+// checked against the current policy; returning false drops the connection.
 //
 // A connection continues with the time it had left when it was saved,
-// counted from now on this table's clock (the time the switch was down is not
-// counted), and at most its state's timeout in this table's configuration.
-// Connections that would take the table beyond Max are not added; they are
-// counted in Stats.Refused. A connection whose tuple the table already holds
-// live is not added either: the table's own is newer.
+// counted on this table's clock from the call (the time the switch was down
+// is not counted), and at most its state's timeout in this table's
+// configuration. Connections that would take the table beyond Max are not
+// added; they are counted in Stats.Refused. A connection whose tuple the
+// table already holds live is not added either: the table's own is newer.
 func (t *Table) Restore(r io.Reader, remap func(Meta) (Meta, bool)) (int, error) {
-	recs, err := readState(r)
+	staged, err := t.stage(r)
 	if err != nil {
 		return 0, err
 	}
-	restored := 0
-	var e entry
-	for off := 0; off < len(recs); off += recordSize {
-		left := getRecord(recs[off:], &e)
-		if remap != nil {
-			m, keep := remap(e.meta())
-			if !keep {
-				continue
-			}
-			e.setMeta(m)
-		}
-		if t.restoreEntry(&e, left) {
-			restored++
-		}
+	n := 0
+	for si := range staged {
+		n += t.merge(&t.shards[si], &staged[si], remap)
 	}
-	return restored, nil
+	return n, nil
 }
 
-// restoreEntry adds connection e, with left nanoseconds to live, unless the
-// table holds its tuple already or is full.
-func (t *Table) restoreEntry(e *entry, left int64) bool {
-	h := t.seed.hash(&e.key)
-	s := &t.shards[h>>t.shift]
-	s.mu.Lock()
-	now := t.clock.Now()
-	if pos, idx, old := s.find(&e.key, uint32(h)); old != nil {
-		if old.expires > now {
-			s.mu.Unlock()
-			return false
-		}
-		s.expired++
-		t.release(s, pos, idx, old)
-	}
-	if t.count.Add(1) > t.max {
-		t.count.Add(-1)
-		s.refused++
-		s.mu.Unlock()
-		return false
-	}
-	idx, slot := s.alloc()
-	gen := slot.gen
-	*slot = *e
-	slot.gen = gen
-	slot.expires = now + min(left, t.timeout(e.key.Proto, e.state))
-	s.put(uint32(h), idx)
-	s.states[e.state]++
-	s.protos[protoClass(e.key.Proto)]++
-	s.mu.Unlock()
-	return true
-}
-
-// readState reads a saved table, checks all of it and returns its records.
-func readState(r io.Reader) ([]byte, error) {
+// stage reads a saved table and checks all of it, decoding its connections
+// into private shards (slabs only, no index) laid out as t's. An entry's
+// expires holds the nanoseconds it had left.
+func (t *Table) stage(r io.Reader) ([]shard, error) {
 	var hdr [headerSize]byte
 	if n, err := io.ReadFull(r, hdr[:]); err != nil {
 		if err != io.EOF && err != io.ErrUnexpectedEOF {
 			return nil, fmt.Errorf("conntrack state: %w", err)
 		}
-		if string(hdr[:min(n, len(stateMagic))]) != stateMagic[:min(n, len(stateMagic))] {
+		if m := min(n, len(stateMagic)); string(hdr[:m]) != stateMagic[:m] {
 			return nil, errors.New("conntrack state: bad magic")
 		}
 		return nil, fmt.Errorf("conntrack state: truncated header (%d of %d bytes)", n, headerSize)
@@ -340,43 +306,173 @@ func readState(r io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("conntrack state: record size %d, want %d", rs, recordSize)
 	}
 	count := binary.LittleEndian.Uint64(hdr[16:])
-	if count > (math.MaxInt-headerSize-crcSize)/recordSize {
+	if count > math.MaxUint32 {
+		// Far beyond anything a table holds (a shard indexes its slab
+		// with 32 bits); an error rather than a long read.
 		return nil, fmt.Errorf("conntrack state: entry count %d too large", count)
 	}
-	total := headerSize + int(count)*recordSize + crcSize
-
-	// Grow the buffer as the data comes rather than trusting the count.
-	buf := make([]byte, headerSize, min(total, 1<<20))
-	copy(buf, hdr[:])
-	for len(buf) < total {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(total-len(buf), len(buf)))
+	crc := crc32.Checksum(hdr[:], castagnoli)
+	var staged []shard
+	if count > 0 {
+		staged = make([]shard, len(t.shards))
+	}
+	var buf []byte
+	for done := uint64(0); done < count; {
+		// The buffer grows with what actually arrives, up to 1 MiB: a
+		// damaged count costs no more than the data behind it.
+		if len(buf) < 8192*recordSize {
+			buf = make([]byte, min(max(2*len(buf), 64*recordSize), 8192*recordSize))
 		}
-		n, err := io.ReadFull(r, buf[len(buf):min(cap(buf), total)])
-		buf = buf[:len(buf)+n]
+		b := buf[:min(uint64(len(buf)/recordSize), count-done)*recordSize]
+		n, err := io.ReadFull(r, b)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, fmt.Errorf("conntrack state: truncated after %d of %d entries",
-				(len(buf)-headerSize)/recordSize, count)
+			return nil, fmt.Errorf("conntrack state: truncated after %d of %d entries", done+uint64(n/recordSize), count)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("conntrack state: %w", err)
 		}
+		crc = crc32.Update(crc, castagnoli, b)
+		for off := 0; off < len(b); off += recordSize {
+			rec := b[off : off+recordSize]
+			done++
+			if err := checkRecord(rec); err != nil {
+				return nil, fmt.Errorf("conntrack state: entry %d of %d: %w", done, count, err)
+			}
+			var k Key
+			getKey(rec, &k)
+			s := &staged[t.seed.hash(&k)>>t.shift]
+			_, e := s.alloc()
+			e.key = k
+			e.expires = getRecord(rec, e)
+		}
 	}
-	var extra [1]byte
-	if n, err := io.ReadFull(r, extra[:]); n > 0 {
+	var sum [crcSize]byte
+	if _, err := io.ReadFull(r, sum[:]); err == io.EOF || err == io.ErrUnexpectedEOF {
+		return nil, fmt.Errorf("conntrack state: truncated after %d of %d entries", count, count)
+	} else if err != nil {
+		return nil, fmt.Errorf("conntrack state: %w", err)
+	}
+	if crc != binary.LittleEndian.Uint32(sum[:]) {
+		return nil, errors.New("conntrack state: checksum mismatch")
+	}
+	if n, err := io.ReadFull(r, sum[:1]); n > 0 {
 		return nil, errors.New("conntrack state: data after the checksum")
 	} else if err != io.EOF {
 		return nil, fmt.Errorf("conntrack state: %w", err)
 	}
-	body := buf[:total-crcSize]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(buf[total-crcSize:]) {
-		return nil, errors.New("conntrack state: checksum mismatch")
-	}
-	recs := body[headerSize:]
-	for off := 0; off < len(recs); off += recordSize {
-		if err := checkRecord(recs[off:]); err != nil {
-			return nil, fmt.Errorf("conntrack state: entry %d of %d: %w", off/recordSize+1, count, err)
+	return staged, nil
+}
+
+// reserve counts n more entries, unless that would take the table beyond
+// Max.
+func (t *Table) reserve(n int) bool {
+	for {
+		c := t.count.Load()
+		if c+int64(n) > t.max {
+			return false
+		}
+		if t.count.CompareAndSwap(c, c+int64(n)) {
+			return true
 		}
 	}
-	return recs, nil
+}
+
+// merge adds the connections staged for shard s to it, and returns how many
+// it added. A shard that never held an entry (a new table's) adopts the
+// staged slab with an index built for it; otherwise the connections are
+// copied in one by one.
+func (t *Table) merge(s, sg *shard, remap func(Meta) (Meta, bool)) int {
+	// Remap, drop and set the deadlines, without any lock held (sg is
+	// private); dropped entries go to sg's free list.
+	now := t.clock.Now()
+	kept := 0
+	for i := range sg.used {
+		e := sg.at(i)
+		if remap != nil {
+			m, ok := remap(e.meta())
+			if !ok {
+				e.state = StateNone
+				e.expires = int64(sg.freeHead)
+				sg.freeHead = i + 1
+				continue
+			}
+			e.setMeta(m)
+		}
+		e.expires = now + min(e.expires, t.timeout(e.key.Proto, e.state))
+		kept++
+	}
+	if kept == 0 {
+		return 0
+	}
+	s.mu.Lock()
+	fresh := s.used == 0
+	s.mu.Unlock()
+	if fresh {
+		// Index sg the way put would have, had the entries come one by
+		// one, but sized once; a tuple found twice keeps its first entry.
+		size := minIndex
+		for kept*4 > size*3 {
+			size *= 2
+		}
+		sg.index = make([]uint64, size)
+		for i := range sg.used {
+			e := sg.at(i)
+			if e.state == StateNone {
+				continue
+			}
+			h := uint32(t.seed.hash(&e.key))
+			if _, _, old := sg.find(&e.key, h); old != nil {
+				e.state = StateNone
+				e.expires = int64(sg.freeHead)
+				sg.freeHead = i + 1
+				continue
+			}
+			sg.place(uint64(h)<<32 | uint64(i+1))
+			sg.live++
+			sg.states[e.state]++
+			sg.protos[protoClass(e.key.Proto)]++
+		}
+		s.mu.Lock()
+		if s.used == 0 && t.reserve(sg.live) {
+			s.index, s.chunks, s.used, s.freeHead, s.live = sg.index, sg.chunks, sg.used, sg.freeHead, sg.live
+			s.states, s.protos = sg.states, sg.protos
+			s.evictAt, s.sweepAt = 0, 0
+			s.mu.Unlock()
+			return sg.live
+		}
+		s.mu.Unlock()
+	}
+	// Copy the entries in, one lock hold for the shard.
+	n := 0
+	s.mu.Lock()
+	now = t.clock.Now()
+	for i := range sg.used {
+		e := sg.at(i)
+		if e.state == StateNone {
+			continue
+		}
+		h := t.seed.hash(&e.key)
+		if pos, idx, old := s.find(&e.key, uint32(h)); old != nil {
+			if old.expires > now {
+				continue
+			}
+			s.expired++
+			t.release(s, pos, idx, old)
+		}
+		if t.count.Add(1) > t.max {
+			t.count.Add(-1)
+			s.refused++
+			continue
+		}
+		idx, slot := s.alloc()
+		gen := slot.gen
+		*slot = *e
+		slot.gen = gen
+		s.put(uint32(h), idx)
+		s.states[e.state]++
+		s.protos[protoClass(e.key.Proto)]++
+		n++
+	}
+	s.mu.Unlock()
+	return n
 }

@@ -153,8 +153,8 @@ func TestSaveRestoreRoundTrip(t *testing.T) {
 
 	// Track carries on in the new table: the established connection
 	// accepts in-window data in both directions, with the windows scaled
-	// as negotiated (a segment a megabyte ahead is inside the 65535<<3
-	// window only when the scale survived)...
+	// as negotiated (a segment half a megabyte ahead is inside the window
+	// the client advertised, 65535<<7, only if the scale survived)...
 	f.tab = tab2
 	f.must(Original, tcpAck|0x08, 500, StateEstablished)
 	f.seq[Reply] += 1 << 19
@@ -359,7 +359,7 @@ func TestRestoreErrors(t *testing.T) {
 	refuses(t, file[:rec(3)+10], "truncated after 3 of 6 entries")
 	refuses(t, file[:len(file)-1], "truncated after 6 of 6 entries")
 	refuses(t, mod(func(b []byte) []byte { b[16] = 200; return b }), "truncated after 6 of 200 entries")
-	refuses(t, mod(func(b []byte) []byte { b[16] = 5; return b }), "data after the checksum")
+	refuses(t, mod(func(b []byte) []byte { b[16] = 5; return b }), "checksum mismatch")
 	refuses(t, mod(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[16:], 1<<62); return b }), "entry count 4611686018427387904 too large")
 	refuses(t, append(bytes.Clone(file), 0), "data after the checksum")
 
@@ -588,5 +588,124 @@ func BenchmarkSaveRestore(b *testing.B) {
 			b.ReportMetric(float64(buf.Len()), "file-bytes")
 			b.ReportMetric(0, "ns/op")
 		})
+	}
+}
+
+// TestRestorePaths covers both ways in: a shard that never held an entry
+// adopts the staged slab, any other takes the connections one by one.
+func TestRestorePaths(t *testing.T) {
+	m := newMixed(t)
+	file := saveAll(t, m.tab)
+	check := func(name string, tab *Table, want int) {
+		t.Helper()
+		st := tab.Stats()
+		if tab.Len() != want || st.Entries != want || st.TCP+st.UDP+st.ICMP+st.Other != want {
+			t.Fatalf("%s: Len %d, %+v, want %d", name, tab.Len(), st, want)
+		}
+		for _, k := range m.keys() {
+			if _, ok := entryOf(tab, k); !ok {
+				t.Fatalf("%s: %v missing", name, k)
+			}
+		}
+	}
+
+	// Restoring the same file again adds nothing: every tuple is held.
+	tab, _ := newTestTable(Config{Shards: 1})
+	if n, err := tab.Restore(bytes.NewReader(file), nil); n != 6 || err != nil {
+		t.Fatalf("Restore: %d, %v", n, err)
+	}
+	check("first", tab, 6)
+	if n, err := tab.Restore(bytes.NewReader(file), nil); n != 0 || err != nil {
+		t.Fatalf("again: %d, %v", n, err)
+	}
+	check("again", tab, 6)
+
+	// After a Flush the shard's slab has been used: handles from before
+	// must stay stale, so the entries are copied in.
+	tab, _ = newTestTable(Config{Shards: 1})
+	h := mustInsert(t, tab, udpPacket(1, 2), Meta{}).Conn
+	tab.Flush()
+	if n, err := tab.Restore(bytes.NewReader(file), nil); n != 6 || err != nil {
+		t.Fatalf("after Flush: %d, %v", n, err)
+	}
+	check("after Flush", tab, 6)
+	if _, ok := tab.Meta(h); ok {
+		t.Fatal("stale handle matches a restored connection")
+	}
+	// The table goes on working: insert, track, sweep.
+	mustInsert(t, tab, udpPacket(3, 4), Meta{})
+	check("insert", tab, 7)
+
+	// The same connection twice in a file: the first is kept, by either way.
+	b := bytes.Clone(file)
+	b = append(b[:len(b)-crcSize], b[headerSize:headerSize+2*recordSize]...)
+	binary.LittleEndian.PutUint64(b[16:], 8)
+	b = resum(append(b, 0, 0, 0, 0))
+	for _, shards := range []int{1, 4} {
+		tab, _ = newTestTable(Config{Shards: shards})
+		if n, err := tab.Restore(bytes.NewReader(b), nil); n != 6 || err != nil {
+			t.Fatalf("duplicates: %d, %v", n, err)
+		}
+		check("duplicates", tab, 6)
+		mustInsert(t, tab, udpPacket(1, 2), Meta{})
+		tab2, _ := newTestTable(Config{Shards: shards})
+		mustInsert(t, tab2, udpPacket(1, 2), Meta{})
+		if n, err := tab2.Restore(bytes.NewReader(b), nil); n != 6 || err != nil {
+			t.Fatalf("duplicates: %d, %v", n, err)
+		}
+		check("duplicates", tab2, 7)
+	}
+
+	// A table with room for only part of the file.
+	tab, _ = newTestTable(Config{Shards: 1, Max: 4})
+	if n, err := tab.Restore(bytes.NewReader(file), nil); n != 4 || err != nil || tab.Len() != 4 {
+		t.Fatalf("Max 4: %d, %v, Len %d", n, err, tab.Len())
+	}
+	if st := tab.Stats(); st.Refused != 2 || st.Entries != 4 {
+		t.Fatalf("Max 4: %+v", st)
+	}
+	// Sweep and evict work on restored (adopted) slabs.
+	tab, clk := newTestTable(Config{Shards: 1})
+	tab.Restore(bytes.NewReader(file), nil)
+	clk.Advance(time.Hour)
+	if n := tab.Sweep(100); n != 5 || tab.Len() != 1 {
+		t.Fatalf("Sweep freed %d, Len %d", n, tab.Len())
+	}
+}
+
+// TestRestoreMany restores thousands of connections into tables of a few
+// shards, each index sized at once, and checks every one.
+func TestRestoreMany(t *testing.T) {
+	tab, _ := newTestTable(Config{Shards: 8})
+	const n = 5000
+	for i := range n {
+		p := &Packet{Key: benchKey(protoUDP, i), Len: i}
+		mustInsert(t, tab, p, Meta{A: int32(i)})
+		if i%2 == 0 {
+			tab.Track(reversed(p))
+		}
+	}
+	file := saveAll(t, tab)
+	for _, shards := range []int{1, 2, 64} {
+		tab2, _ := newTestTable(Config{Shards: shards})
+		if k, err := tab2.Restore(bytes.NewReader(file), nil); k != n || err != nil {
+			t.Fatalf("Restore: %d, %v", k, err)
+		}
+		for i := range n {
+			p := &Packet{Key: benchKey(protoUDP, i)}
+			want := StateUnreplied
+			if i%2 == 0 {
+				want = StateReplied
+			}
+			if r := tab2.Track(p); r.Verdict != Valid || r.State != want || r.Meta.A != int32(i) || r.Dir != Original {
+				t.Fatalf("%d: %v %v %+v", i, r.Verdict, r.State, r.Meta)
+			}
+		}
+		for i := n; i < 2*n; i++ {
+			mustInsert(t, tab2, &Packet{Key: benchKey(protoUDP, i)}, Meta{})
+		}
+		if st := tab2.Stats(); st.Entries != 2*n || st.States[StateReplied] != n/2 {
+			t.Fatalf("%+v", st)
+		}
 	}
 }

@@ -470,3 +470,13 @@ func (f *Frame) InnerHeader() (Inner, bool) {
 	}
 	return in, true
 }
+
+// AddrBytes returns the source and destination addresses as they lie in the
+// IP header (4 or 16 bytes each), for keys that are built from raw bytes.
+func (f *Frame) AddrBytes() (src, dst []byte) {
+	b := f.Buf[f.L3:]
+	if f.EtherType == EtherTypeIPv4 {
+		return b[12:16], b[16:20]
+	}
+	return b[8:24], b[24:40]
+}

@@ -116,6 +116,18 @@ func (r Reason) String() string {
 	return "invalid"
 }
 
+// Verdict is the verdict a reason belongs to: every reason names the fate
+// of a frame, so counting reasons counts verdicts too.
+func (r Reason) Verdict() Verdict {
+	switch r {
+	case ReasonRule, ReasonEstablished, ReasonRelated, ReasonDefaultEgress, ReasonARP, ReasonND, ReasonResolve, ReasonFragmentOf:
+		return Forward
+	case ReasonARPReply, ReasonDHCPReply, ReasonNDReply, ReasonAnnounce:
+		return Local
+	}
+	return Drop
+}
+
 // ParseReason is the inverse of Reason.String.
 func ParseReason(s string) (Reason, bool) {
 	for i, n := range reasonNames {

@@ -37,3 +37,15 @@ func (c *Clock) run(ctx context.Context, every time.Duration) {
 		}
 	}
 }
+
+// Advance moves the clock to t unless it is already later: several replay
+// workers feeding one switch move time forward only.
+func (c *Clock) Advance(t time.Time) {
+	ns := t.UnixNano()
+	for {
+		cur := c.ns.Load()
+		if ns <= cur || c.ns.CompareAndSwap(cur, ns) {
+			return
+		}
+	}
+}

@@ -6,24 +6,17 @@ import (
 	"github.com/sgswitch/sgswitch/filter"
 )
 
-// Counters are one port's tallies. Each port's worker is the only writer of
-// its own port's "in" counters, but outputs are counted by other ports'
-// workers and everything is read by the control API, hence atomics: an
-// uncontended atomic add costs a few nanoseconds and no lock.
+// Counters are one port's tallies, written by the workers and read by the
+// control API and metrics, hence atomics: an uncontended atomic add costs a
+// few nanoseconds and no lock. A received frame costs two of them: its
+// reason (every reason implies one verdict, and the reasons add up to the
+// frames received) and its bytes.
 type Counters struct {
-	RxFrames, RxBytes atomic.Uint64 // frames read from the port
+	RxBytes           atomic.Uint64 // bytes read from the port
 	TxFrames, TxBytes atomic.Uint64 // frames written to the port
 	TxErrors          atomic.Uint64 // frames the port refused (device gone, queue full)
-	// ByReason counts every frame read from this port by the reason of its
-	// verdict; ByVerdict by the verdict itself. Their sums equal RxFrames.
-	ByReason  [filter.NumReasons]atomic.Uint64
-	ByVerdict [filter.NumVerdicts]atomic.Uint64
-}
-
-// count records one frame's fate.
-func (c *Counters) count(v filter.Verdict, r filter.Reason) {
-	c.ByVerdict[v].Add(1)
-	c.ByReason[r].Add(1)
+	// ByReason counts every frame read from this port by the reason of its verdict.
+	ByReason [filter.NumReasons]atomic.Uint64
 }
 
 // PortStats is a snapshot of one port's counters for people and the API.
@@ -42,17 +35,14 @@ type PortStats struct {
 
 func (c *Counters) snapshot(port, instance string) PortStats {
 	s := PortStats{Port: port, Instance: instance,
-		RxFrames: c.RxFrames.Load(), RxBytes: c.RxBytes.Load(),
+		RxBytes: c.RxBytes.Load(),
 		TxFrames: c.TxFrames.Load(), TxBytes: c.TxBytes.Load(), TxErrors: c.TxErrors.Load(),
 		Verdicts: map[string]uint64{}, Reasons: map[string]uint64{}}
-	for v := range c.ByVerdict {
-		if n := c.ByVerdict[v].Load(); n > 0 {
-			s.Verdicts[filter.Verdict(v).String()] = n
-		}
-	}
 	for r := range c.ByReason {
 		if n := c.ByReason[r].Load(); n > 0 {
 			s.Reasons[filter.Reason(r).String()] = n
+			s.Verdicts[filter.Reason(r).Verdict().String()] += n
+			s.RxFrames += n
 		}
 	}
 	return s

@@ -16,10 +16,9 @@ type Result struct {
 	// when HasRule is set.
 	Rule    filter.RuleRef
 	HasRule bool
-	// Reply is the local responder's answer, to be sent back out of the
-	// ingress port (without a virtio-net header). It lives in the Scratch
-	// and is valid until the next Process call with the same Scratch.
-	Reply []byte
+	// Replied: the local responder answered; Scratch.Reply holds the answer.
+	// (Result stays small: it is returned through every stage of the pipeline.)
+	Replied bool
 }
 
 // Scratch is one worker's reusable memory: the decoded frame and the
@@ -30,6 +29,16 @@ type Scratch struct {
 	pkt   filter.Packet
 	ct    conntrack.Packet
 	reply replyBuffer
+}
+
+// Reply is the local responder's answer to the last frame processed with sc
+// when its Result says Replied: the frame to send back out of the ingress
+// port (without a virtio-net header), valid until the next Process with sc.
+func (sc *Scratch) Reply() []byte {
+	if sc.reply.buf == nil {
+		return nil
+	}
+	return sc.reply.buf.Bytes()
 }
 
 // Process runs one frame that arrived on port in through the whole pipeline
@@ -43,11 +52,9 @@ func (s *Switch) Process(in int, frame []byte, sc *Scratch) Result {
 	if pr == nil {
 		return drop(filter.ReasonUnknownSource) // a frame still in flight from a removed port
 	}
-	c := &pr.counters
-	c.RxFrames.Add(1)
-	c.RxBytes.Add(uint64(len(frame)))
 	r := s.process(st, pr, frame, sc)
-	c.count(r.Verdict, r.Reason)
+	pr.counters.ByReason[r.Reason].Add(1)
+	pr.counters.RxBytes.Add(uint64(len(frame)))
 	if r.Verdict == filter.Drop && s.onDrop != nil {
 		s.onDrop(pr.device, r, &sc.frame)
 	}

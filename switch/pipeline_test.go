@@ -130,7 +130,7 @@ func TestPipeline(t *testing.T) {
 			t.Errorf("%s: got %v/%v out %d rule %q, want %v/%v out %d rule %q", tc.name,
 				r.Verdict, r.Reason, r.Out, rule, tc.verdict, tc.reason, tc.out, tc.rule)
 		}
-		if r.Verdict == filter.Local && r.Reason != filter.ReasonAnnounce && r.Reply == nil {
+		if r.Verdict == filter.Local && r.Reason != filter.ReasonAnnounce && !r.Replied {
 			t.Errorf("%s: local verdict without a reply", tc.name)
 		}
 	}
@@ -154,8 +154,8 @@ func TestResponders(t *testing.T) {
 	s := newTestSwitch(t, nil)
 	var sc Scratch
 	t.Run("arp", func(t *testing.T) {
-		r := s.Process(pWeb1, ft.ARP(1, ft.Broadcast, web1MAC, web1.IP, nil, db1.IP), &sc)
-		p := gopacket.NewPacket(r.Reply, layers.LayerTypeEthernet, gopacket.Default)
+		s.Process(pWeb1, ft.ARP(1, ft.Broadcast, web1MAC, web1.IP, nil, db1.IP), &sc)
+		p := gopacket.NewPacket(sc.Reply(), layers.LayerTypeEthernet, gopacket.Default)
 		a, _ := p.Layer(layers.LayerTypeARP).(*layers.ARP)
 		if a == nil || a.Operation != 2 || !bytes.Equal(a.SourceHwAddress, db1MAC) || !bytes.Equal(a.SourceProtAddress, db1.IP.AsSlice()) ||
 			!bytes.Equal(a.DstHwAddress, web1MAC) {
@@ -164,17 +164,19 @@ func TestResponders(t *testing.T) {
 	})
 	t.Run("neighbour advertisement", func(t *testing.T) {
 		ll := filter.LinkLocalFromMAC([6]byte(db1MAC))
-		r := s.Process(pWeb1, ft.NeighborSolicit(web1MAC, web1v6.IP, ll), &sc)
+		s.Process(pWeb1, ft.NeighborSolicit(web1MAC, web1v6.IP, ll), &sc)
 		var f filter.Frame
-		if f.Decode(r.Reply) != filter.ReasonNone || f.ICMPType != filter.ICMPv6NeighborAdvert || f.NDTarget != ll ||
+		if f.Decode(sc.Reply()) != filter.ReasonNone || f.ICMPType != filter.ICMPv6NeighborAdvert || f.NDTarget != ll ||
 			f.NDLinkAddr != [6]byte(db1MAC) || f.DstIP != web1v6.IP || f.Src != [6]byte(db1MAC) {
 			t.Fatalf("reply %+v", f)
 		}
 	})
 	dhcp := func(t *testing.T, frame []byte) *layers.DHCPv4 {
 		t.Helper()
-		r := s.Process(pWeb1, frame, &sc)
-		p := gopacket.NewPacket(r.Reply, layers.LayerTypeEthernet, gopacket.Default)
+		if r := s.Process(pWeb1, frame, &sc); !r.Replied {
+			t.Fatalf("no reply: %v/%v", r.Verdict, r.Reason)
+		}
+		p := gopacket.NewPacket(sc.Reply(), layers.LayerTypeEthernet, gopacket.Default)
 		d, _ := p.Layer(layers.LayerTypeDHCPv4).(*layers.DHCPv4)
 		if d == nil {
 			t.Fatalf("no DHCP reply: %v", p)

@@ -78,7 +78,7 @@ func (s *Switch) serve(pr *portRuntime) error {
 		switch {
 		case r.Verdict == filter.Forward:
 			s.forward(pr, sc.st.ports[r.Out], buf, n)
-		case r.Reply != nil:
+		case r.Replied:
 			s.reply(pr, &sc)
 		}
 	}

@@ -45,7 +45,8 @@ func (s *Switch) track(st *state, in, out int32, f *filter.Frame, sc *Scratch) R
 	if f.Proto == filter.ProtoICMP || f.Proto == filter.ProtoICMPv6 {
 		sport, dport = f.ICMPID, 0
 	}
-	*p = conntrack.Packet{Key: conntrack.KeyFrom(f.Proto, f.SrcIP, f.DstIP, sport, dport, 0),
+	src, dst := f.AddrBytes()
+	*p = conntrack.Packet{Key: conntrack.KeyFromBytes(f.Proto, src, dst, sport, dport, 0),
 		TCPFlags: f.TCPFlags, ICMPType: f.ICMPType, WScale: f.TCPWScale, Window: f.TCPWindow,
 		Seq: f.TCPSeq, Ack: f.TCPAck, PayloadLen: f.PayloadLen, Len: len(f.Buf) - f.L3}
 	res := s.ct.Track(p)

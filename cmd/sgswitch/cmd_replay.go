@@ -5,8 +5,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"text/tabwriter"
@@ -14,18 +16,22 @@ import (
 
 	"github.com/sgswitch/sgswitch/filter"
 	vswitch "github.com/sgswitch/sgswitch/switch"
+	"golang.org/x/sync/errgroup"
 )
 
-const replayUsage = `usage: sgswitch replay -c FILE [--verdicts OUT.jsonl] PCAP...
+const replayUsage = `usage: sgswitch replay -c FILE [--verdicts OUT.jsonl] [--workers N] PCAP...
 
 Feeds every frame of the captures, in order, through the complete pipeline:
 the ingress port of a frame is the instance owning its source MAC, else the
-uplink. Prints frames, verdicts by reason and frames per second.`
+uplink. Prints frames, verdicts by reason and frames per second. With
+--workers > 1 the frames of each flow stay in order on one worker but flows
+interleave differently than in the capture.`
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	cfgPath := configFlag(fs)
 	verdictsPath := fs.String("verdicts", "", "write one JSON object per frame to `OUT.jsonl`")
+	workers := fs.Int("workers", 1, "pipeline workers; 0 = one per core (frames of one flow stay on one worker, in order)")
 	if err := parseFlags(fs, reorderFlags(args), cfgPath); err != nil {
 		return err
 	}
@@ -63,50 +69,112 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for i := range labels {
 		labels[i] = sw.PortLabel(i)
 	}
-	var sc vswitch.Scratch
+	n := *workers
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	// Each frame's ingress port and worker are worked out before the clock
+	// starts: the figure is the pipeline's, not the capture parser's.
+	ins := make([]int32, len(frames))
+	parts := make([][]int32, n)
+	for i, fr := range frames {
+		ins[i] = int32(sw.PortByMAC(sourceMAC(fr.Data)))
+		w := 0
+		if n > 1 {
+			w = int(flowHash(fr.Data) % uint32(n))
+		}
+		parts[w] = append(parts[w], int32(i))
+	}
+	var results []vswitch.Result
+	if vw != nil {
+		results = make([]vswitch.Result, len(frames))
+	}
+	counts := make([][filter.NumReasons]uint64, n)
+	start := time.Now()
+	var g errgroup.Group
+	for w := range n {
+		g.Go(func() error {
+			var sc vswitch.Scratch
+			c := &counts[w]
+			for k, i := range parts[w] {
+				fr := &frames[i]
+				if n == 1 {
+					clock.Set(fr.Time)
+				} else {
+					clock.Advance(fr.Time) // workers interleave: time only moves forward
+				}
+				var r vswitch.Result
+				if in := ins[i]; in < 0 {
+					// No uplink to blame: a frame from nobody the switch knows.
+					r = vswitch.Result{Verdict: filter.Drop, Reason: filter.ReasonUnknownSource, Out: -1}
+				} else {
+					r = sw.Process(int(in), fr.Data, &sc)
+				}
+				c[r.Reason]++
+				if results != nil {
+					results[i] = r
+				}
+				if k&0xffff == 0 && ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
 	var byReason [filter.NumReasons]uint64
 	var byVerdict [filter.NumVerdicts]uint64
-	var line []byte
-	start := time.Now()
-	for i, fr := range frames {
-		clock.Set(fr.Time)
-		in := sw.PortByMAC(sourceMAC(fr.Data))
-		if in < 0 {
-			// No uplink to blame: a frame from nobody the switch knows.
-			byVerdict[filter.Drop]++
-			byReason[filter.ReasonUnknownSource]++
-			if vw != nil {
-				line = appendVerdict(line[:0], i+1, "", "", filter.Drop, filter.ReasonUnknownSource, "")
-				vw.Write(line)
-			}
-			continue
+	for w := range counts {
+		for r, c := range counts[w] {
+			byReason[r] += c
+			byVerdict[filter.Reason(r).Verdict()] += c
 		}
-		r := sw.Process(in, fr.Data, &sc)
-		byVerdict[r.Verdict]++
-		byReason[r.Reason]++
-		if vw != nil {
-			out, rule := "", ""
+	}
+	if vw != nil {
+		var line []byte
+		for i, r := range results {
+			in, out, rule := "", "", ""
+			if ins[i] >= 0 {
+				in = labels[ins[i]]
+			}
 			if r.Verdict == filter.Forward {
 				out = labels[r.Out]
 			}
 			if r.HasRule {
 				rule = sw.Policy().RuleName(r.Rule)
 			}
-			line = appendVerdict(line[:0], i+1, labels[in], out, r.Verdict, r.Reason, rule)
+			line = appendVerdict(line[:0], i+1, in, out, r.Verdict, r.Reason, rule)
 			vw.Write(line)
 		}
-		if i&0xffff == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-	}
-	elapsed := time.Since(start)
-	if vw != nil {
 		if err := vw.Flush(); err != nil {
 			return err
 		}
 	}
+	fmt.Fprintf(stdout, "workers %d\n", n)
 	printReplaySummary(stdout, len(frames), elapsed, byVerdict[:], byReason[:])
 	return nil
+}
+
+// flowHash maps both directions of a flow to the same value, so that one
+// replay worker sees all of a flow's frames, in capture order.
+func flowHash(b []byte) uint32 {
+	var f filter.Frame
+	if f.Decode(b) != filter.ReasonNone || !f.IsIP() {
+		return 0 // ARP and broken frames: all on one worker
+	}
+	src, dst := f.AddrBytes()
+	sp, dp := f.SrcPort, f.DstPort
+	if string(src) > string(dst) || (string(src) == string(dst) && sp > dp) {
+		src, dst, sp, dp = dst, src, dp, sp
+	}
+	h := fnv.New32a()
+	h.Write(src)
+	h.Write(dst)
+	h.Write([]byte{f.Proto, byte(sp >> 8), byte(sp), byte(dp >> 8), byte(dp)})
+	return h.Sum32()
 }
 
 // reorderFlags moves flags after the positional captures to the front, so
