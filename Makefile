@@ -46,3 +46,8 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# bench-live: sgswitch against the Linux bridge + stateful nftables in one run
+# (root; installs iperf3 and nftables if missing). BENCH_LIVE_FLAGS=-quick for a short run.
+bench-live: build
+	$(GO) run ./bench/live $(BENCH_LIVE_FLAGS)

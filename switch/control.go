@@ -61,30 +61,11 @@ type InstanceView struct {
 	SMTPEgress     bool     `json:"smtp-egress"`
 }
 
-// ControlHandler is the HTTP handler of the control API (SPEC §8).
-func (s *Switch) ControlHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"ports": s.Stats()})
-	})
-	mux.HandleFunc("GET /v1/instances", func(w http.ResponseWriter, r *http.Request) {
-		cfg := s.Config()
-		out := []InstanceView{}
-		for _, in := range cfg.Instances {
-			v := InstanceView{Name: in.Name, TAP: in.TAP, MAC: in.MAC.String(), IPv4: in.IPv4.String(),
-				SecurityGroups: in.SecurityGroups, SMTPEgress: in.SMTPEgress}
-			if in.IPv6.IsValid() {
-				v.IPv6 = in.IPv6.String()
-			}
-			out = append(out, v)
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no such resource: %s %s", r.Method, r.URL.Path)})
-	})
-	return mux
-}
+// ControlHandler is the HTTP handler of the control API (SPEC §8; the
+// resources are listed in control_handlers.go). Changes to the configuration
+// are written back to the configuration file (Config().File; not when it is
+// "") atomically.
+func (s *Switch) ControlHandler() http.Handler { return s.controlHandler(stageConfigFile) }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")

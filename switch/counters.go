@@ -35,7 +35,7 @@ type PortStats struct {
 
 func (c *Counters) snapshot(port, instance string) PortStats {
 	s := PortStats{Port: port, Instance: instance,
-		RxBytes: c.RxBytes.Load(),
+		RxBytes:  c.RxBytes.Load(),
 		TxFrames: c.TxFrames.Load(), TxBytes: c.TxBytes.Load(), TxErrors: c.TxErrors.Load(),
 		Verdicts: map[string]uint64{}, Reasons: map[string]uint64{}}
 	for r := range c.ByReason {

@@ -41,6 +41,7 @@ func roleMain(args []string) int {
 	ifname := fs.String("ifname", "", "interface whose counters are read")
 	size := fs.Int("size", udpPayload, "UDP payload bytes")
 	batch := fs.Int("batch", 64, "datagrams per sendmmsg/recvmmsg")
+	threads := fs.Int("threads", 1, "udp-gen: sending threads")
 	enable := fs.Bool("enable", false, "offloads: turn TSO/GSO/SG/tx checksum on")
 	if err := fs.Parse(rest); err != nil {
 		return 2
@@ -62,7 +63,7 @@ func roleMain(args []string) int {
 	case "udp-sink":
 		res, err = udpSink(*listen, *ifname, *warmup, *dur, *batch)
 	case "udp-gen":
-		res, err = udpGen(*dst, *ifname, *dur, *size, *batch)
+		res, err = udpGen(*dst, *ifname, *dur, *size, *batch, *threads)
 	case "probe":
 		res, err = probe(*dst, *dur)
 	case "offloads":
@@ -305,21 +306,55 @@ type udpGenResult struct {
 }
 
 // udpGen sends size-byte datagrams to dst with sendmmsg for dur, as fast as
-// one thread can.
-func udpGen(dst, ifname string, dur time.Duration, size, batch int) (*udpGenResult, error) {
+// threads threads can, each from its own socket (own source port).
+func udpGen(dst, ifname string, dur time.Duration, size, batch, threads int) (*udpGenResult, error) {
 	sa, err := sockaddr(dst)
 	if err != nil {
 		return nil, err
 	}
-	fd, err := udpSocket()
+	c0, err := ifCounters(ifname)
 	if err != nil {
 		return nil, err
 	}
+	type result struct {
+		sent, errs uint64
+		err        error
+	}
+	results := make(chan result, threads)
+	start := time.Now()
+	end := start.Add(dur)
+	for t := 0; t < max(threads, 1); t++ {
+		go func() {
+			runtime.LockOSThread()
+			sent, errs, err := udpSend(sa, end, size, batch)
+			results <- result{sent, errs, err}
+		}()
+	}
+	var sent, errs uint64
+	for t := 0; t < max(threads, 1); t++ {
+		r := <-results
+		if r.err != nil {
+			return nil, r.err
+		}
+		sent, errs = sent+r.sent, errs+r.errs
+	}
+	secs := time.Since(start).Seconds()
+	c1, _ := ifCounters(ifname)
+	return &udpGenResult{Sent: sent, Secs: secs, PPS: float64(sent) / secs, Errors: errs,
+		IfTx: c1.txPackets - c0.txPackets, IfTxDrp: c1.txDrop - c0.txDrop}, nil
+}
+
+func udpSend(sa *unix.SockaddrInet4, end time.Time, size, batch int) (sent, errs uint64, err error) {
+	fd, err := udpSocket()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unix.Close(fd)
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20); err != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<20)
 	}
 	if err := unix.Connect(fd, sa); err != nil {
-		return nil, fmt.Errorf("connect %s: %w", dst, err)
+		return 0, 0, fmt.Errorf("connect %s:%d: %w", netip.AddrFrom4(sa.Addr), sa.Port, err)
 	}
 	payload := make([]byte, max(size, 1))
 	iov := unix.Iovec{Base: &payload[0]}
@@ -329,17 +364,9 @@ func udpGen(dst, ifname string, dur time.Duration, size, batch int) (*udpGenResu
 		msgs[i].hdr.Iov = &iov
 		msgs[i].hdr.SetIovlen(1)
 	}
-	c0, err := ifCounters(ifname)
-	if err != nil {
-		return nil, err
-	}
-	runtime.LockOSThread()
-	var sent, errs uint64
-	start := time.Now()
-	end := start.Add(dur)
 	for i := 0; ; i++ {
 		if i%16 == 0 && !time.Now().Before(end) {
-			break
+			return sent, errs, nil
 		}
 		n, err := mmsg(fd, unix.SYS_SENDMMSG, msgs, 0)
 		if err != nil {
@@ -349,14 +376,10 @@ func udpGen(dst, ifname string, dur time.Duration, size, batch int) (*udpGenResu
 				errs++
 				continue
 			}
-			return nil, fmt.Errorf("sendmmsg: %w", err)
+			return sent, errs, fmt.Errorf("sendmmsg: %w", err)
 		}
 		sent += uint64(n)
 	}
-	secs := time.Since(start).Seconds()
-	c1, _ := ifCounters(ifname)
-	return &udpGenResult{Sent: sent, Secs: secs, PPS: float64(sent) / secs, Errors: errs,
-		IfTx: c1.txPackets - c0.txPackets, IfTxDrp: c1.txDrop - c0.txDrop}, nil
 }
 
 // probeResult says what happened to a TCP connection attempt.

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -50,38 +52,97 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	return cfg, nil
 }
 
+// logOptions are the logging flags of the commands that serve (run, lab up).
+type logOptions struct {
+	format string
+	drops  bool
+}
+
+// logFlags registers --log-format and --log-drops on fs.
+func logFlags(fs *flag.FlagSet) *logOptions {
+	o := &logOptions{}
+	fs.StringVar(&o.format, "log-format", "text", "log `FORMAT`: text or json")
+	fs.BoolVar(&o.drops, "log-drops", false, "log dropped frames, at most one a second per port and reason after a burst of ten")
+	return o
+}
+
+// logger is the logger the flags ask for, writing to w.
+func (o *logOptions) logger(w io.Writer) (*slog.Logger, error) {
+	switch o.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, usageError("--log-format: %q is not a log format; want text or json", o.format)
+}
+
+// dropLog is the drop logger the flags ask for; nil when drops are not logged.
+func (o *logOptions) dropLog(log *slog.Logger) *vswitch.DropLog {
+	if !o.drops {
+		return nil
+	}
+	return vswitch.NewDropLog(log, vswitch.DefaultDropLogRate, vswitch.DefaultDropLogBurst, nil)
+}
+
 // newSwitch builds the switch of cfg with its TAP devices opened (created
-// when they do not exist).
-func newSwitch(cfg *config.Config, log *slog.Logger) (*vswitch.Switch, error) {
-	return vswitch.New(cfg, vswitch.Options{Logger: log, OpenPort: func(device string) (port.Port, error) {
+// when they do not exist); drops, when set, is told about dropped frames.
+func newSwitch(cfg *config.Config, log *slog.Logger, drops *vswitch.DropLog) (*vswitch.Switch, error) {
+	opt := vswitch.Options{Logger: log, OpenPort: func(device string) (port.Port, error) {
 		return port.OpenTAP(device, port.TAPOptions{Offload: cfg.Switch.Offload})
-	}})
+	}}
+	if drops != nil {
+		opt.OnDrop = drops.Drop
+	}
+	sw, err := vswitch.New(cfg, opt)
+	if err == nil && drops != nil {
+		drops.Attach(sw) // rule names and the switch's clock
+	}
+	return sw, err
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	cfgPath := configFlag(fs)
+	logOpt := logFlags(fs)
 	if err := parseFlags(fs, args, cfgPath); err != nil {
+		return err
+	}
+	log, err := logOpt.logger(stderr)
+	if err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*cfgPath, stderr)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	sw, err := newSwitch(cfg, log)
+	drops := logOpt.dropLog(log)
+	sw, err := newSwitch(cfg, log, drops)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, sw, log, nil)
+	return serve(ctx, sw, log, drops, nil)
 }
 
-// serve runs the switch with its control socket until ctx ends.
-// ready, when set, is called once the switch is serving.
-func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, ready func() error) error {
+// serve runs the switch with its control socket and its metrics endpoint
+// (switch.metrics, when set) until ctx ends. drops, when set, is the switch's
+// drop logger, whose suppression counts are flushed periodically. ready,
+// when set, is called once the switch is serving.
+func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, drops *vswitch.DropLog, ready func() error) error {
 	cfg := sw.Config()
+	var metrics net.Listener
+	if cfg.Switch.Metrics != "" {
+		var err error
+		if metrics, err = vswitch.ListenMetrics(cfg.Switch.Metrics); err != nil {
+			sw.Close()
+			return fmt.Errorf("metrics endpoint (switch.metrics): %w", err)
+		}
+	}
 	ctl, err := vswitch.ListenControl(cfg.Switch.Control)
 	if err != nil {
+		if metrics != nil {
+			metrics.Close()
+		}
 		sw.Close()
 		return err
 	}
@@ -90,10 +151,16 @@ func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, ready func
 	g.Go(func() error { return sw.Run(ctx) })
 	g.Go(func() error { return sw.ServeControl(ctx, ctl) })
 	g.Go(func() error { return reloadOnHUP(ctx, sw, cfg.File, log) })
+	if metrics != nil {
+		g.Go(func() error { return sw.ServeMetrics(ctx, metrics) })
+	}
+	if drops != nil {
+		g.Go(func() error { drops.Run(ctx, 10*time.Second); return nil })
+	}
 	if ready != nil {
 		g.Go(ready)
 	}
-	log.Info("sgswitch serving", "ports", sw.NumPorts(), "control", cfg.Switch.Control)
+	log.Info("sgswitch serving", "ports", sw.NumPorts(), "control", cfg.Switch.Control, "metrics", cfg.Switch.Metrics, "log-drops", drops != nil)
 	err = g.Wait()
 	log.Info("sgswitch stopped")
 	if errors.Is(err, context.Canceled) {
@@ -132,8 +199,19 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fs := flag.NewFlagSet("lab "+args[0], flag.ContinueOnError)
 	cfgPath := configFlag(fs)
+	var logOpt *logOptions
+	if args[0] == "up" {
+		logOpt = logFlags(fs)
+	}
 	if err := parseFlags(fs, args[1:], cfgPath); err != nil {
 		return err
+	}
+	var log *slog.Logger
+	if logOpt != nil {
+		var err error
+		if log, err = logOpt.logger(stderr); err != nil {
+			return err
+		}
 	}
 	cfg, err := loadConfig(*cfgPath, stderr)
 	if err != nil {
@@ -142,8 +220,8 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if args[0] == "down" {
 		return lab.Down(cfg)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	sw, err := newSwitch(cfg, log)
+	drops := logOpt.dropLog(log)
+	sw, err := newSwitch(cfg, log, drops)
 	if err != nil {
 		return err
 	}
@@ -157,7 +235,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			log.Error("lab teardown", "err", err)
 		}
 	}()
-	return serve(ctx, sw, log, func() error {
+	return serve(ctx, sw, log, drops, func() error {
 		fmt.Fprintf(stdout, "lab up: namespaces %v; stop with Ctrl-C (or sgswitch lab down -c %s)\n", l.Namespaces(), *cfgPath)
 		return nil
 	})
