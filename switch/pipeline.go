@@ -71,6 +71,7 @@ func (s *Switch) process(st *state, pr *portRuntime, frame []byte, sc *Scratch) 
 	if hl := pr.vnetLen; hl > 0 {
 		h, ok := port.DecodeVnetHdr(frame)
 		if !ok || len(frame) < hl {
+			sc.frame = filter.Frame{Buf: frame} // the drop observer must not see the previous frame
 			return drop(filter.ReasonMalformed)
 		}
 		gso = h.GSOType != port.VnetGSONone

@@ -87,9 +87,18 @@ func (o *logOptions) dropLog(log *slog.Logger) *vswitch.DropLog {
 
 // newSwitch builds the switch of cfg with its TAP devices opened (created
 // when they do not exist); drops, when set, is told about dropped frames.
-func newSwitch(cfg *config.Config, log *slog.Logger, drops *vswitch.DropLog) (*vswitch.Switch, error) {
+//
+// persist keeps the TAP devices in the kernel when the switch exits (`run`:
+// a restart must not take the VMs' NICs away); the lab's die with it.
+//
+// inLab opens each TAP inside its lab namespace instead (`run --lab`, `lab up`).
+func newSwitch(cfg *config.Config, log *slog.Logger, drops *vswitch.DropLog, persist, inLab bool) (*vswitch.Switch, error) {
 	opt := vswitch.Options{Logger: log, OpenPort: func(device string) (port.Port, error) {
-		return port.OpenTAP(device, port.TAPOptions{Offload: cfg.Switch.Offload})
+		o := port.TAPOptions{Offload: cfg.Switch.Offload, Persist: persist}
+		if inLab {
+			return lab.OpenTAP(cfg, device, o)
+		}
+		return port.OpenTAP(device, o)
 	}}
 	if drops != nil {
 		opt.OnDrop = drops.Drop
@@ -105,6 +114,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	cfgPath := configFlag(fs)
 	logOpt := logFlags(fs)
+	inLab := fs.Bool("lab", false, "attach to the TAPs of a lab built with `sgswitch lab up --keep` (each inside its namespace)")
 	if err := parseFlags(fs, args, cfgPath); err != nil {
 		return err
 	}
@@ -117,25 +127,53 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	drops := logOpt.dropLog(log)
-	sw, err := newSwitch(cfg, log, drops)
+	sw, err := newSwitch(cfg, log, drops, true, *inLab)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, sw, log, drops, nil)
+	// Hitless restart: the previous process left its tracked connections in
+	// the state file on the way out; take them over before serving.
+	state := vswitch.StatePath(cfg.Switch.Control)
+	if n, err := sw.RestoreState(state); err != nil {
+		log.Warn("tracked connections of the previous run not restored", "file", state, "err", err)
+	} else if n > 0 {
+		log.Info("tracked connections restored", "file", state, "connections", n)
+	}
+	err = serve(ctx, sw, log, serveOptions{drops: drops})
+	if n, serr := sw.SaveState(state); serr != nil {
+		log.Error("tracked connections not saved", "file", state, "err", serr)
+	} else {
+		log.Info("tracked connections saved for the next start", "file", state, "connections", n)
+	}
+	return err
+}
+
+// serveOptions are what run and lab up serve differently.
+type serveOptions struct {
+	// drops is the switch's drop logger, whose suppression counts are
+	// flushed periodically; nil when drops are not logged.
+	drops *vswitch.DropLog
+	// ready, when set, is called once the switch is serving.
+	ready func() error
+	// optionalMetrics: a metrics address that cannot be listened on is a
+	// warning (a lab next to another switch) rather than an error (run).
+	optionalMetrics bool
 }
 
 // serve runs the switch with its control socket and its metrics endpoint
-// (switch.metrics, when set) until ctx ends. drops, when set, is the switch's
-// drop logger, whose suppression counts are flushed periodically. ready,
-// when set, is called once the switch is serving.
-func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, drops *vswitch.DropLog, ready func() error) error {
+// (switch.metrics, when set) until ctx ends.
+func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, opt serveOptions) error {
 	cfg := sw.Config()
+	drops, ready := opt.drops, opt.ready
 	var metrics net.Listener
-	if cfg.Switch.Metrics != "" {
+	if addr := cfg.Switch.Metrics; addr != "" {
 		var err error
-		if metrics, err = vswitch.ListenMetrics(cfg.Switch.Metrics); err != nil {
-			sw.Close()
-			return fmt.Errorf("metrics endpoint (switch.metrics): %w", err)
+		if metrics, err = vswitch.ListenMetrics(addr); err != nil {
+			if !opt.optionalMetrics {
+				sw.Close()
+				return fmt.Errorf("metrics endpoint (switch.metrics): %w", err)
+			}
+			log.Warn("no metrics endpoint", "metrics", addr, "err", err)
 		}
 	}
 	ctl, err := vswitch.ListenControl(cfg.Switch.Control)
@@ -160,7 +198,11 @@ func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, drops *vsw
 	if ready != nil {
 		g.Go(ready)
 	}
-	log.Info("sgswitch serving", "ports", sw.NumPorts(), "control", cfg.Switch.Control, "metrics", cfg.Switch.Metrics, "log-drops", drops != nil)
+	metricsAddr := ""
+	if metrics != nil {
+		metricsAddr = metrics.Addr().String()
+	}
+	log.Info("sgswitch serving", "ports", sw.NumPorts(), "control", cfg.Switch.Control, "metrics", metricsAddr, "log-drops", drops != nil)
 	err = g.Wait()
 	log.Info("sgswitch stopped")
 	if errors.Is(err, context.Canceled) {
@@ -181,11 +223,9 @@ func reloadOnHUP(ctx context.Context, sw *vswitch.Switch, path string, log *slog
 			return nil
 		case <-hup:
 		}
-		cfg, err := config.Load(path)
-		if err == nil {
-			err = sw.Apply(cfg)
-		}
-		if err != nil {
+		// Through the control API's lock: a reload never lands between an API
+		// change being applied and its file being renamed into place.
+		if _, err := sw.ReloadFile(path); err != nil {
 			log.Error("reload refused; the previous configuration stays in force", "file", path, "err", err)
 			continue
 		}
@@ -200,8 +240,10 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("lab "+args[0], flag.ContinueOnError)
 	cfgPath := configFlag(fs)
 	var logOpt *logOptions
+	var keep *bool
 	if args[0] == "up" {
 		logOpt = logFlags(fs)
+		keep = fs.Bool("keep", false, "build the lab and leave it, without a switch: serve it with `sgswitch run --lab -c FILE`, remove it with `lab down`")
 	}
 	if err := parseFlags(fs, args[1:], cfgPath); err != nil {
 		return err
@@ -220,14 +262,24 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if args[0] == "down" {
 		return lab.Down(cfg)
 	}
-	drops := logOpt.dropLog(log)
-	sw, err := newSwitch(cfg, log, drops)
-	if err != nil {
+	// The TAPs are created persistent in this namespace, moved into the
+	// lab's namespaces, and opened there: the same path as `run --lab`.
+	if err := createTAPs(cfg); err != nil {
 		return err
 	}
 	l, err := lab.Up(cfg)
 	if err != nil {
-		sw.Close()
+		lab.Down(cfg)
+		return err
+	}
+	if *keep {
+		fmt.Fprintf(stdout, "lab kept: namespaces %v; serve it with sgswitch run --lab -c %s\n", l.Namespaces(), *cfgPath)
+		return nil
+	}
+	drops := logOpt.dropLog(log)
+	sw, err := newSwitch(cfg, log, drops, true, true)
+	if err != nil {
+		l.Down()
 		return err
 	}
 	defer func() {
@@ -235,10 +287,10 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			log.Error("lab teardown", "err", err)
 		}
 	}()
-	return serve(ctx, sw, log, drops, func() error {
+	return serve(ctx, sw, log, serveOptions{drops: drops, optionalMetrics: true, ready: func() error {
 		fmt.Fprintf(stdout, "lab up: namespaces %v; stop with Ctrl-C (or sgswitch lab down -c %s)\n", l.Namespaces(), *cfgPath)
 		return nil
-	})
+	}})
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
@@ -256,5 +308,26 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		rules += len(g.Rules)
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d security groups, %d rules, %d instances\n", *cfgPath, groups, rules, len(cfg.Instances))
+	return nil
+}
+
+// createTAPs creates every TAP of cfg as a persistent device in the current
+// namespace, with no descriptor attached, for the lab to move.
+func createTAPs(cfg *config.Config) error {
+	var devices []string
+	for _, in := range cfg.Instances {
+		devices = append(devices, in.TAP)
+	}
+	if cfg.Uplink != nil {
+		devices = append(devices, cfg.Uplink.Port)
+	}
+	for _, d := range devices {
+		p, err := port.OpenTAP(d, port.TAPOptions{Offload: cfg.Switch.Offload, Persist: true})
+		if err != nil {
+			lab.Down(cfg)
+			return err
+		}
+		p.Close()
+	}
 	return nil
 }

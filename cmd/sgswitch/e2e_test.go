@@ -62,6 +62,7 @@ type labRun struct {
 	cfgPath string
 	cfg     *config.Config
 	socket  string
+	metrics string // host:port of the metrics endpoint
 	cmd     *exec.Cmd
 	log     *syncWriter
 }
@@ -74,7 +75,9 @@ func startLab(t *testing.T, yaml string) *labRun {
 	requireRoot(t)
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "control.sock")
-	yaml = strings.Replace(yaml, "switch:\n", "switch:\n  control: "+socket+"\n", 1)
+	// A private control socket and metrics port: tests never depend on the defaults.
+	metrics := freePort(t)
+	yaml = strings.Replace(yaml, "switch:\n", "switch:\n  control: "+socket+"\n  metrics: "+metrics+"\n", 1)
 	path := filepath.Join(dir, "lab.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
@@ -84,7 +87,7 @@ func startLab(t *testing.T, yaml string) *labRun {
 		t.Fatal(err)
 	}
 	exec.Command(sgswitchBin, "lab", "down", "-c", path).Run() // leftovers of a crashed run
-	l := &labRun{cfgPath: path, cfg: cfg, socket: socket, log: &syncWriter{}}
+	l := &labRun{cfgPath: path, cfg: cfg, socket: socket, metrics: metrics, log: &syncWriter{}}
 	l.cmd = exec.Command(sgswitchBin, "lab", "up", "-c", path)
 	stdout, err := l.cmd.StdoutPipe()
 	if err != nil {
@@ -253,4 +256,15 @@ func tcpExchange(t *testing.T, client, server string, addr netip.Addr, port int)
 		return fmt.Errorf("echo: data differs")
 	}
 	return nil
+}
+
+// freePort returns a loopback address with a port nobody listens on now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -1,0 +1,405 @@
+package vswitch
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sgswitch/sgswitch/filter/config"
+)
+
+// A configuration change through the control API goes:
+//
+//  1. under the switch's change lock (control API changes and ReloadFile),
+//     take the configuration in force and its version in one load;
+//  2. refuse with 412 when If-Match names another version;
+//  3. edit the configuration as the YAML document Marshal writes, putting
+//     the client's body where the file would hold it;
+//  4. check the edited document with config.Parse — the very code that
+//     checks the file — and refuse with its errors, their field paths made
+//     relative to the client's body;
+//  5. write the canonical file (config.Marshal) to a synced temporary file
+//     next to the configuration file;
+//  6. put it in force with ApplyAt(version), which refuses with ErrStale if
+//     anything changed the configuration since step 1;
+//  7. rename the temporary file over the configuration file. If the rename
+//     fails, put the previous configuration back in force.
+//
+// A refused or failed change leaves the running configuration and the file
+// as they were; a crash leaves the old file or the new one, never a torn one,
+// and the running configuration is never one the file does not hold for
+// longer than steps 6-7 take.
+
+// changeLocks holds one mutex per Switch serialising configuration changes
+// made through the control API and ReloadFile (sync.Mutex values).
+var changeLocks sync.Map
+
+func (s *Switch) changeLock() *sync.Mutex {
+	mu, _ := changeLocks.LoadOrStore(s, new(sync.Mutex))
+	return mu.(*sync.Mutex)
+}
+
+// ReloadFile re-reads the configuration file at path and puts it in force
+// (the SIGHUP reload), serialised with changes made through the control API:
+// a change is never half-way between checking and writing the file while a
+// reload reads it, and a change based on the configuration before a reload
+// fails as stale instead of undoing the reload. Nothing changes on error.
+func (s *Switch) ReloadFile(path string) (*config.Config, error) {
+	mu := s.changeLock()
+	mu.Lock()
+	defer mu.Unlock()
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Apply(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// stagedWrite is a configuration file written aside, waiting to be renamed
+// into place (config.StagedFile; tests inject failures).
+type stagedWrite interface {
+	Commit() (renamed bool, err error)
+	Abort()
+}
+
+type stageFunc func(path string, data []byte) (stagedWrite, error)
+
+func stageConfigFile(path string, data []byte) (stagedWrite, error) {
+	st, err := config.StageFileAtomic(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// controlServer answers the control API of one switch.
+type controlServer struct {
+	sw    *Switch
+	mu    *sync.Mutex // the switch's change lock
+	stage stageFunc
+}
+
+// apiError is a refused request: its status and the message for the client.
+type apiError struct {
+	status int
+	msg    string
+	fields []FieldError // the configuration's own errors, when it refused
+}
+
+// FieldError is one problem the configuration check found, with the field
+// named as the client's body names it ("start-port", "rules[0].network").
+type FieldError struct {
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func refuse(status int, format string, args ...any) *apiError {
+	return &apiError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// ifMatch reads the If-Match header: the versions the client based its change
+// on, none when the header is absent or "*".
+func ifMatch(r *http.Request) ([]uint64, *apiError) {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" || h == "*" {
+		return nil, nil
+	}
+	var versions []uint64
+	for _, tag := range strings.Split(h, ",") {
+		tag = strings.TrimSpace(tag)
+		tag = strings.TrimPrefix(tag, "W/")
+		tag = strings.Trim(tag, `"`)
+		v, err := strconv.ParseUint(tag, 10, 64)
+		if err != nil || v == 0 {
+			return nil, refuse(http.StatusBadRequest, "If-Match: %q is not a configuration version; send the ETag of a response, e.g. If-Match: \"7\"", h)
+		}
+		versions = append(versions, v)
+	}
+	return versions, nil
+}
+
+func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
+
+// editFunc makes one change to the document of cur. It returns the path of
+// the client's body in the document ("security-groups[2].rules[4]"), against
+// which the configuration's error paths are made relative, or a refusal.
+type editFunc func(cur *config.Config, d *cfgDoc) (bodyPath string, err *apiError)
+
+// changed is a change that is in force and in the file.
+type changed struct {
+	cfg      *config.Config
+	version  uint64
+	warnings []string
+}
+
+// change runs one configuration change (see the top of this file). what
+// names it in the log.
+func (c *controlServer) change(r *http.Request, what string, edit editFunc) (*changed, *apiError) {
+	want, aerr := ifMatch(r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.sw.state.Load()
+	cur, version := st.cfg, st.gen
+	if len(want) > 0 && !slices.Contains(want, version) {
+		return nil, refuse(http.StatusPreconditionFailed,
+			"the configuration is at version %d, not %s: it changed since you read it; read it again and retry", version, r.Header.Get("If-Match"))
+	}
+
+	d, err := newCfgDoc(cur)
+	if err != nil {
+		return nil, refuse(http.StatusInternalServerError, "internal error: %v", err)
+	}
+	bodyPath, aerr := edit(cur, d)
+	if aerr != nil {
+		return nil, aerr
+	}
+	data, err := d.encode()
+	if err != nil {
+		return nil, refuse(http.StatusInternalServerError, "internal error: %v", err)
+	}
+	checked, err := config.Parse("", data)
+	if err != nil {
+		return nil, d.refusal(err, bodyPath)
+	}
+	warnings := d.warnings(checked.Warnings, bodyPath)
+	// The configuration put in force is the one read back from the very
+	// bytes the file will hold, so that its line numbers are the file's.
+	file, err := config.Marshal(checked)
+	if err != nil {
+		return nil, refuse(http.StatusInternalServerError, "internal error: writing the configuration: %v", err)
+	}
+	next, err := config.Parse("", file)
+	if err != nil {
+		return nil, refuse(http.StatusInternalServerError, "internal error: the changed configuration does not read back: %v", err)
+	}
+	next.File = cur.File
+
+	var staged stagedWrite
+	if cur.File != "" {
+		if staged, err = c.stage(cur.File, file); err != nil {
+			return nil, refuse(http.StatusInternalServerError, "writing %s: %v; nothing changed", cur.File, err)
+		}
+	}
+	if err := c.sw.ApplyAt(next, version); err != nil {
+		if staged != nil {
+			staged.Abort()
+		}
+		if errors.Is(err, ErrStale) {
+			return nil, refuse(http.StatusPreconditionFailed, "the configuration was reloaded while this change was being made; nothing changed; read it again and retry")
+		}
+		return nil, refuse(http.StatusInternalServerError, "putting the change in force failed: %v; nothing changed", err)
+	}
+	version++
+	if staged != nil {
+		renamed, err := staged.Commit()
+		switch {
+		case !renamed:
+			// The file still holds the previous configuration: put that
+			// back in force so that the two agree.
+			if rerr := c.sw.ApplyAt(cur, version); rerr != nil {
+				c.sw.log.Error("control API: the configuration file could not be replaced and the change could not be undone: the configuration in force differs from the file",
+					"change", what, "file", cur.File, "version", version, "write", err, "undo", rerr)
+				return nil, refuse(http.StatusInternalServerError,
+					"replacing %s failed (%v) and undoing the change failed too (%v): version %d is in force, the file holds the previous configuration; fix the problem and reload",
+					cur.File, err, rerr, version)
+			}
+			return nil, refuse(http.StatusInternalServerError,
+				"replacing %s failed: %v; the change was undone and the file's configuration is in force (version %d)", cur.File, err, version+1)
+		case err != nil:
+			c.sw.log.Warn("control API: configuration file replaced but syncing its directory failed", "file", cur.File, "err", err)
+		}
+	}
+	c.sw.log.Info("configuration changed through the control API", "change", what, "version", version, "file", cur.File)
+	return &changed{cfg: next, version: version, warnings: warnings}, nil
+}
+
+// cfgDoc is a configuration as the YAML document config.Marshal writes,
+// being edited.
+type cfgDoc struct {
+	root *yaml.Node // the top mapping
+}
+
+func newCfgDoc(cfg *config.Config) (*cfgDoc, error) {
+	data, err := config.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	root := yMap()
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 && doc.Content[0].Kind == yaml.MappingNode {
+		root = doc.Content[0]
+	}
+	root.Style = 0
+	return &cfgDoc{root: root}, nil
+}
+
+func (d *cfgDoc) encode() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(d.root); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// list is the top-level list under key, created empty when absent.
+func (d *cfgDoc) list(key string) *yaml.Node {
+	l := yGet(d.root, key)
+	if l == nil || l.Kind != yaml.SequenceNode {
+		l = &yaml.Node{Kind: yaml.SequenceNode}
+		ySet(d.root, key, l)
+	}
+	l.Style = 0
+	return l
+}
+
+// items are the entries of the top-level list under key.
+func (d *cfgDoc) items(key string) []*yaml.Node {
+	if l := yGet(d.root, key); l != nil && l.Kind == yaml.SequenceNode {
+		return l.Content
+	}
+	return nil
+}
+
+// entry finds the entry called name in the top-level list under key.
+func (d *cfgDoc) entry(key, name string) (*yaml.Node, int) {
+	for i, n := range d.items(key) {
+		if v := yGet(n, "name"); v != nil && v.Value == name {
+			return n, i
+		}
+	}
+	return nil, -1
+}
+
+// group is the entry of group name, which cur holds. The implicit `default`
+// that Marshal leaves out is written out first.
+func (d *cfgDoc) group(cur *config.Config, name string) (*yaml.Node, int) {
+	if n, i := d.entry("security-groups", name); n != nil {
+		return n, i
+	}
+	if g, _ := cur.Group(name); g == nil {
+		return nil, -1
+	}
+	l := d.list("security-groups")
+	n := yMap()
+	yPut(n, "name", yStr(name))
+	l.Content = append(l.Content, n)
+	return n, len(l.Content) - 1
+}
+
+// remove deletes entry i of the top-level list under key (the key too when
+// the list becomes empty).
+func (d *cfgDoc) remove(key string, i int) {
+	l := yGet(d.root, key)
+	l.Content = slices.Delete(l.Content, i, i+1)
+	if len(l.Content) == 0 {
+		ySet(d.root, key, nil)
+	}
+}
+
+var (
+	// lineRef is how messages point at another line of the file; the
+	// client never saw the document the lines count in.
+	lineRef = regexp.MustCompile(` \((?:first at )?line \d+\)`)
+	// entryRef is a path into the top-level lists, by index.
+	entryRef = regexp.MustCompile(`(^|[\s(])(security-groups|instances)\[(\d+)\]\.`)
+	warnLine = regexp.MustCompile(`^line \d+: `)
+)
+
+// relative names field as the client knows it: relative to its body when it
+// is inside it, else with the entries of the top-level lists by name
+// (instances[web1].mac).
+func (d *cfgDoc) relative(field, bodyPath string) string {
+	switch {
+	case bodyPath == "":
+	case field == bodyPath:
+		return ""
+	case strings.HasPrefix(field, bodyPath+"."):
+		return field[len(bodyPath)+1:]
+	}
+	return d.byName(field)
+}
+
+// byName replaces the indices of top-level entries in s by their names.
+func (d *cfgDoc) byName(s string) string {
+	return entryRef.ReplaceAllStringFunc(s, func(m string) string {
+		sub := entryRef.FindStringSubmatch(m)
+		i, _ := strconv.Atoi(sub[3])
+		items := d.items(sub[2])
+		if i >= len(items) {
+			return m
+		}
+		name := yGet(items[i], "name")
+		if name == nil || name.Value == "" {
+			return m
+		}
+		return sub[1] + sub[2] + "[" + name.Value + "]."
+	})
+}
+
+// refusal turns the configuration's errors into the API's: 409 when the
+// change conflicts with what is there (a MAC, address or TAP another
+// instance has, a rule the group already holds), else 400.
+func (d *cfgDoc) refusal(err error, bodyPath string) *apiError {
+	var es config.Errors
+	if !errors.As(err, &es) {
+		return refuse(http.StatusBadRequest, "%v", err)
+	}
+	e := &apiError{status: http.StatusConflict}
+	var lines []string
+	for _, ce := range es {
+		fe := FieldError{Field: d.relative(ce.Field, bodyPath), Message: d.byName(lineRef.ReplaceAllString(ce.Msg, ""))}
+		if !strings.Contains(fe.Message, "already used by") && !strings.Contains(fe.Message, "same rule as") {
+			e.status = http.StatusBadRequest
+		}
+		e.fields = append(e.fields, fe)
+		if fe.Field != "" {
+			lines = append(lines, fe.Field+": "+fe.Message)
+		} else {
+			lines = append(lines, fe.Message)
+		}
+	}
+	e.msg = strings.Join(lines, "\n")
+	return e
+}
+
+// warnings renders the configuration's warnings (Parse without a file name
+// renders them "line N: FIELD: MESSAGE") relative to the body.
+func (d *cfgDoc) warnings(ws []string, bodyPath string) []string {
+	var out []string
+	for _, w := range ws {
+		w = lineRef.ReplaceAllString(warnLine.ReplaceAllString(w, ""), "")
+		if field, msg, ok := strings.Cut(w, ": "); ok && !strings.Contains(field, " ") {
+			if f := d.relative(field, bodyPath); f != "" {
+				w = f + ": " + d.byName(msg)
+			} else {
+				w = d.byName(msg)
+			}
+		}
+		out = append(out, w)
+	}
+	return out
+}
