@@ -103,6 +103,20 @@ func TestE2ESpoofDropped(t *testing.T) {
 	if !legit {
 		t.Error("b's namespace did not see the legitimate frame: the capture proves nothing")
 	}
+	// The metrics endpoint shows the same drops.
+	metrics := l.metricsText(t)
+	for _, c := range cases {
+		found := false
+		for _, line := range strings.Split(metrics, "\n") {
+			if strings.HasPrefix(line, "sgswitch_port_frames_total{") && strings.Contains(line, `instance_name="`+a.Name+`"`) &&
+				strings.Contains(line, `reason="`+c.Reason+`"`) && !strings.HasSuffix(line, " 0") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("metrics show no %s drop for %s", c.Reason, a.Name)
+		}
+	}
 }
 
 // TestE2EDHCP: a real DHCP client (busybox udhcpc) in an instance's
