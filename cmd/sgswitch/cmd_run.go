@@ -225,11 +225,13 @@ func reloadOnHUP(ctx context.Context, sw *vswitch.Switch, path string, log *slog
 		}
 		// Through the control API's lock: a reload never lands between an API
 		// change being applied and its file being renamed into place.
-		if _, err := sw.ReloadFile(path); err != nil {
+		before := sw.Config()
+		after, err := sw.ReloadFile(path)
+		if err != nil {
 			log.Error("reload refused; the previous configuration stays in force", "file", path, "err", err)
 			continue
 		}
-		log.Info("configuration reloaded", "file", path)
+		log.Info("configuration reloaded", "file", path, "version", sw.Version(), "changes", config.Diff(before, after))
 	}
 }
 
