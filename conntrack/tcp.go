@@ -201,7 +201,20 @@ func exactRST(state State, dir Dir, snd, rcv *tcpSide, p *Packet) bool {
 		// the SYN exactly.
 		return p.TCPFlags&tcpAck != 0 && p.Ack == rcv.end
 	}
-	return snd.maxwin != 0 && p.Seq == snd.end
+	if snd.maxwin == 0 {
+		return false
+	}
+	if p.Seq == snd.end {
+		return true
+	}
+	// Once a FIN is on its way the receiver may not have seen it yet: its
+	// next expected sequence number is still the FIN's own, one below end.
+	// Linux answers a segment for a closed socket with exactly that RST.
+	switch state {
+	case StateFinWait, StateCloseWait, StateLastAck, StateTimeWait:
+		return p.Seq == snd.end-1
+	}
+	return false
 }
 
 // inWindow is Linux's tcp_in_window without SACK and NAT and without loose

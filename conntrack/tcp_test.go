@@ -422,3 +422,34 @@ func TestInsertRace(t *testing.T) {
 		t.Fatalf("second insert: %v %+v, %d entries", ok, r, tab.Len())
 	}
 }
+
+// After a FIN, an RST may carry the FIN's own sequence number (the receiver
+// had not seen the FIN yet; Linux resets a closed socket that way) — one
+// below the exact value — but nothing further behind.
+func TestTCPRSTAfterFIN(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		delta uint32
+		want  Verdict
+	}{
+		{"at the FIN's sequence number", ^uint32(0), Valid},
+		{"exact", 0, Valid},
+		{"two behind", ^uint32(1), Invalid},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tab, _ := newTestTable(Config{})
+			f := newFlow(t, tab, 40000)
+			f.establish()
+			fin := f.seg(Reply, tcpFin|tcpAck, 0)
+			if r := tab.Track(fin); r.Verdict != Valid {
+				t.Fatalf("FIN: %v", r.Verdict)
+			}
+			f.consume(fin, Reply)
+			p := f.seg(Reply, tcpRst, 0)
+			p.Seq += c.delta
+			if r := tab.Track(p); r.Verdict != c.want {
+				t.Fatalf("RST: %v, want %v", r.Verdict, c.want)
+			}
+		})
+	}
+}

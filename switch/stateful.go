@@ -52,7 +52,7 @@ func (s *Switch) track(st *state, in, out int32, f *filter.Frame, sc *Scratch) R
 	res := s.ct.Track(p)
 	switch res.Verdict {
 	case conntrack.Valid:
-		return s.established(st, out, p, res, sc)
+		return s.established(st, out, p, &res, sc)
 	case conntrack.Invalid:
 		return drop(filter.ReasonConntrackInvalid)
 	}
@@ -81,10 +81,10 @@ func (s *Switch) track(st *state, in, out int32, f *filter.Frame, sc *Scratch) R
 // packet is re-checked against the current policy (unless
 // persist-established): a connection the new policy would not allow is cut,
 // one it allows again is revived.
-func (s *Switch) established(st *state, out int32, p *conntrack.Packet, res conntrack.Result, sc *Scratch) Result {
+func (s *Switch) established(st *state, out int32, p *conntrack.Packet, res *conntrack.Result, sc *Scratch) Result {
 	m := res.Meta
 	if m.PolicyGen != st.gen && !st.cfg.Switch.PersistEstablished {
-		d := s.recheck(st, m, p, res.Dir, sc)
+		d := s.recheck(st, &m, p, res.Dir, sc)
 		m.PolicyGen, m.Allowed = st.gen, d.Verdict == filter.Forward
 		s.ct.SetMeta(res.Conn, m)
 		if !m.Allowed {
@@ -92,14 +92,14 @@ func (s *Switch) established(st *state, out int32, p *conntrack.Packet, res conn
 		}
 	}
 	if !m.Allowed {
-		return s.recheck(st, m, p, res.Dir, sc) // still cut; say why
+		return s.recheck(st, &m, p, res.Dir, sc) // still cut; say why
 	}
 	return Result{Verdict: filter.Forward, Reason: filter.ReasonEstablished, Out: out}
 }
 
 // recheck evaluates the connection's original direction (its first packet's
 // addresses, protocol and ports) against the current policy.
-func (s *Switch) recheck(st *state, m conntrack.Meta, p *conntrack.Packet, dir conntrack.Dir, sc *Scratch) Result {
+func (s *Switch) recheck(st *state, m *conntrack.Meta, p *conntrack.Packet, dir conntrack.Dir, sc *Scratch) Result {
 	k := p.Key
 	if dir == conntrack.Reply {
 		k = k.Reverse()
