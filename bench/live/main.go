@@ -16,8 +16,8 @@
 // Then, alternating between the two for several rounds (medians reported):
 // iperf3 TCP throughput with 1 and 4 streams, the rate of 64-byte UDP frames
 // arriving at b under a sendmmsg flood from a (1 and 2 sending threads), and
-// TCP_RR (1-byte request,
-// 1-byte response over one connection). Everything created is removed at the
+// TCP_RR (1-byte request, 1-byte response over one connection), each
+// sgswitch test bracketed by its drop counters. Everything created is removed at the
 // end, also on failure, SIGINT or SIGTERM; -cleanup removes what a killed run
 // left behind.
 //
@@ -575,12 +575,13 @@ func (rep *Report) ruleProblems() []string {
 		out = append(out, "the nftables established/related rule counted nothing: the kernel path may not be filtered")
 	}
 	for _, m := range rep.Metrics {
-		if m.Better != "higher" || len(m.SamplesSgswitch) < 2 {
+		if m.Better != "higher" || len(m.SamplesSgswitch) < 2 || strings.HasPrefix(m.Name, " ") {
 			continue
 		}
 		lo, hi := slices.Min(m.SamplesSgswitch), slices.Max(m.SamplesSgswitch)
 		if hi > 0 && lo/hi < 0.5 {
-			out = append(out, fmt.Sprintf("sgswitch %s varies more than 2x between rounds: %v", strings.TrimSpace(m.Name), roundAll(m.SamplesSgswitch, m.prec)))
+			out = append(out, fmt.Sprintf("sgswitch %s varies more than 2x between rounds: %v (compare the sgswitch process CPU rows and the JSON samples: a low share means other work took the CPUs)",
+				m.Name, roundAll(m.SamplesSgswitch, m.prec)))
 		}
 	}
 	return out

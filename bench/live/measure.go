@@ -55,6 +55,12 @@ func metricDefs(senders []int) []metricDef {
 	for _, n := range senders {
 		defs = append(defs, metricDef{"swcpu_udp" + udpKey(n), "sgswitch process CPU, UDP, " + senderText(n), "% of 1 core", "", 0})
 	}
+	// Rates per core of sgswitch CPU: less sensitive to how much CPU other
+	// work left to the switch.
+	defs = append(defs, metricDef{"eff_tcp1", "sgswitch TCP 1 stream per core it used", "Gbit/s", "", 1})
+	for _, n := range senders {
+		defs = append(defs, metricDef{"eff_udp" + udpKey(n), "sgswitch UDP per core it used, " + senderText(n), "kpps", "", 0})
+	}
 	return defs
 }
 
@@ -182,6 +188,9 @@ func measure(ctx context.Context, o options, s *setup, round int) (sample, error
 		}
 		if s.pid > 0 {
 			v["swcpu_tcp"+k] = procCPU(c0, c1)
+			if streams == 1 && v["swcpu_tcp1"] > 1 {
+				v["eff_tcp1"] = gbps / (v["swcpu_tcp1"] / 100)
+			}
 		}
 		noteDrops("tcp" + k)
 		if err := pause(); err != nil {
@@ -201,6 +210,9 @@ func measure(ctx context.Context, o options, s *setup, round int) (sample, error
 		v["cpu_udp"+k] = machineBusy(c0, c1)
 		if s.pid > 0 {
 			v["swcpu_udp"+k] = procCPU(c0, c1)
+			if v["swcpu_udp"+k] > 1 {
+				v["eff_udp"+k] = v["udp_if"+k] / (v["swcpu_udp"+k] / 100)
+			}
 		}
 		noteDrops("udp64, " + senderText(n))
 		if err := pause(); err != nil {
