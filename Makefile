@@ -30,10 +30,13 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 # test is everything CI runs: lint, unit tests with the race detector, the
-# fuzz targets' seed corpora (run as ordinary tests), and the end-to-end tests
-# in network namespaces through the built binary (root).
+# fuzz targets' seed corpora (run as ordinary tests), the end-to-end tests in
+# network namespaces through the built binary (root; one package at a time,
+# since the lab tests share the machine's two cores), and every benchmark once
+# so that none rots (their numbers are not checked: see make bench).
 test: deps lint build
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -p 1 -timeout 20m $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 10m $(PKGS)
 
 demo: deps build
 	$(GO) run ./cmd/labdemo -sgswitch $(BIN) -c testdata/lab/seed.yaml
@@ -41,8 +44,14 @@ demo: deps build
 bench: build
 	./bench/run.sh
 
+# fuzz runs every fuzz target in turn for FUZZTIME (default 10m each).
+FUZZ_TARGETS := ./filter:FuzzDecode ./switch:FuzzPipeline ./filter/config:FuzzConfig ./conntrack:FuzzRestore
 fuzz:
-	$(GO) test ./filter/ -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-10m}
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg) for $${FUZZTIME:-10m}"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $${FUZZTIME:-10m} || exit 1; \
+	done
 
 clean:
 	rm -rf bin

@@ -83,7 +83,7 @@ func (s *Switch) process(st *state, pr *portRuntime, frame []byte, sc *Scratch) 
 	}
 	// A frame over the MTU is malformed unless it is a TSO super-frame that
 	// the kernel will segment on its way out.
-	if !gso && len(f.Buf) > 14+st.mtu {
+	if !gso && len(frame) > 14+st.mtu { // the frame as read: padding does not excuse it
 		return drop(filter.ReasonMalformed)
 	}
 	if in == st.uplink {

@@ -77,7 +77,9 @@ func (s *Switch) serve(pr *portRuntime) error {
 		r := s.Process(int(pr.id), buf[headroom:headroom+n], &sc)
 		switch {
 		case r.Verdict == filter.Forward:
-			s.forward(pr, sc.st.ports[r.Out], buf, n)
+			// What leaves is the frame as decoded: Ethernet padding after the
+			// IP datagram is trimmed (OVS CVE-2020-35498).
+			s.forward(pr, sc.st.ports[r.Out], buf, pr.vnetLen+len(sc.frame.Buf))
 		case r.Replied:
 			s.reply(pr, &sc)
 		}
