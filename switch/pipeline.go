@@ -119,7 +119,7 @@ func (s *Switch) fromInstance(st *state, in int32, f *filter.Frame, sc *Scratch)
 	}
 
 	// Unicast: find the destination port.
-	out, ok := st.byMAC[f.Dst]
+	out, ok := st.macs.lookup(f.Dst)
 	if !ok {
 		if st.uplink < 0 || !s.fdb.lookup(f.Dst, s.clock.Now()/1e9) {
 			return drop(filter.ReasonUnknownDestination)
@@ -152,7 +152,7 @@ func (s *Switch) fromUplink(st *state, in int32, f *filter.Frame, sc *Scratch) R
 		return drop(filter.ReasonEtherType)
 	}
 	if f.Src[0]&1 == 0 {
-		if _, inst := st.byMAC[f.Src]; inst {
+		if _, inst := st.macs.lookup(f.Src); inst {
 			// An instance's MAC is configuration: the uplink may not claim it.
 			return drop(filter.ReasonSpoofMAC)
 		}
@@ -171,7 +171,7 @@ func (s *Switch) fromUplink(st *state, in int32, f *filter.Frame, sc *Scratch) R
 		}
 		return drop(filter.ReasonBUM)
 	}
-	out, ok := st.byMAC[f.Dst]
+	out, ok := st.macs.lookup(f.Dst)
 	if !ok {
 		return drop(filter.ReasonUnknownDestination)
 	}

@@ -45,10 +45,12 @@ func (s *Switch) track(st *state, in, out int32, f *filter.Frame, sc *Scratch) R
 	if f.Proto == filter.ProtoICMP || f.Proto == filter.ProtoICMPv6 {
 		sport, dport = f.ICMPID, 0
 	}
+	// Field by field into the scratch packet: a composite literal would be
+	// built on the stack and copied, 120 bytes per frame.
 	src, dst := f.AddrBytes()
-	*p = conntrack.Packet{Key: conntrack.KeyFromBytes(f.Proto, src, dst, sport, dport, 0),
-		TCPFlags: f.TCPFlags, ICMPType: f.ICMPType, WScale: f.TCPWScale, Window: f.TCPWindow,
-		Seq: f.TCPSeq, Ack: f.TCPAck, PayloadLen: f.PayloadLen, Len: len(f.Buf) - f.L3}
+	p.Key = conntrack.KeyFromBytes(f.Proto, src, dst, sport, dport, 0)
+	p.TCPFlags, p.ICMPType, p.WScale, p.Window = f.TCPFlags, f.ICMPType, f.TCPWScale, f.TCPWindow
+	p.Seq, p.Ack, p.PayloadLen, p.Len = f.TCPSeq, f.TCPAck, f.PayloadLen, len(f.Buf)-f.L3
 	res := s.ct.Track(p)
 	switch res.Verdict {
 	case conntrack.Valid:

@@ -77,7 +77,8 @@ type state struct {
 	ports   []*portRuntime // by port id; nil where a port was removed
 	inst    []instancePort // by port id; cfg < 0 for the uplink and removed ports
 	uplink  int32          // port id of the uplink, -1 when there is none
-	byMAC   map[[6]byte]int32
+	byMAC   map[[6]byte]int32 // instance MAC → port id (building, control path)
+	macs    macIndex          // the same, for the per-frame lookup
 	owner4  map[netip.Addr]int32 // IPv4 address → instance port
 	owner6  map[netip.Addr]int32 // IPv6 global and link-local → instance port
 	dhcp    dhcpSettings
@@ -287,6 +288,7 @@ func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added [
 			return nil, nil, err
 		}
 	}
+	st.macs = newMACIndex(st.byMAC)
 	return st, added, nil
 }
 
