@@ -72,13 +72,13 @@ type portRuntime struct {
 type state struct {
 	cfg     *config.Config
 	policy  *filter.Policy
-	gen     uint64         // configuration version: tracked connections re-check when it moves
-	compile time.Duration  // how long building this state took
-	ports   []*portRuntime // by port id; nil where a port was removed
-	inst    []instancePort // by port id; cfg < 0 for the uplink and removed ports
-	uplink  int32          // port id of the uplink, -1 when there is none
-	byMAC   map[[6]byte]int32 // instance MAC → port id (building, control path)
-	macs    macIndex          // the same, for the per-frame lookup
+	gen     uint64               // configuration version: tracked connections re-check when it moves
+	compile time.Duration        // how long building this state took
+	ports   []*portRuntime       // by port id; nil where a port was removed
+	inst    []instancePort       // by port id; cfg < 0 for the uplink and removed ports
+	uplink  int32                // port id of the uplink, -1 when there is none
+	byMAC   map[[6]byte]int32    // instance MAC → port id (building, control path)
+	macs    macIndex             // the same, for the per-frame lookup
 	owner4  map[netip.Addr]int32 // IPv4 address → instance port
 	owner6  map[netip.Addr]int32 // IPv6 global and link-local → instance port
 	dhcp    dhcpSettings
