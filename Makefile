@@ -60,3 +60,13 @@ clean:
 # (root; installs iperf3 and nftables if missing). BENCH_LIVE_FLAGS=-quick for a short run.
 bench-live: build
 	$(GO) run ./bench/live $(BENCH_LIVE_FLAGS)
+
+# soak: sgswitch under traffic, rule/instance churn, reloads and restarts
+# (root; not in CI). SOAK_DURATION=5m by default; exits 1 when a check fails.
+soak: build
+	$(GO) run ./bench/soak -duration $${SOAK_DURATION:-5m}
+
+# bench-flood: the pair's TCP throughput unloaded, under a SYN flood and under
+# a spoofed-source flood (root; installs iperf3 if missing). BENCH_FLOOD_FLAGS=-quick.
+bench-flood: build
+	$(GO) run ./bench/flood $(BENCH_FLOOD_FLAGS)
