@@ -158,6 +158,34 @@ func BenchmarkInsert(b *testing.B) {
 			b.Fatal("nothing evicted")
 		}
 	})
+	// owner-full: the table has room, but the owner is at its cap (1/16 of
+	// the table, among the unreplied connections of 15 others); every
+	// insert first evicts one of its own unreplied connections, or is
+	// refused when the scan finds none.
+	b.Run("owner-full", func(b *testing.B) {
+		const n = 1 << 16
+		tab := New(Config{Max: 2 * n, MaxPerOwner: n / 16}, &ManualClock{})
+		p := Packet{Len: 100}
+		for i := range n {
+			p.Key = benchKey(protoUDP, i)
+			tab.Insert(&p, Meta{A: int32(i % 16)})
+		}
+		b.ReportAllocs()
+		i := n
+		for b.Loop() {
+			p.Key = benchKey(protoUDP, i)
+			p.Key.DstPort = uint16(i >> 24)
+			if r, ok := tab.Insert(&p, Meta{A: 1}); !ok && r.Refused != RefusedOwnerFull {
+				b.Fatal("refused")
+			}
+			i++
+		}
+		st := tab.Stats()
+		if st.Evicted == 0 || st.Refused != 0 {
+			b.Fatalf("%+v", st)
+		}
+		b.ReportMetric(float64(st.OwnerRefused)/float64(st.OwnerRefused+st.Evicted), "refused/op")
+	})
 }
 
 // BenchmarkMemory measures the heap a table of entries connections takes.

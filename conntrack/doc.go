@@ -79,6 +79,23 @@
 // unanswered ICMP). Connections that saw a reply are never evicted to make
 // room: a SYN flood can only displace its own half-open entries.
 //
+// Config.MaxPerOwner bounds the entries of one owner, Meta.A (the switch's
+// port id of the originator), so that one tenant cannot fill the table for
+// all. Each owner has an atomic counter, since its entries lie in every
+// shard; it changes wherever an entry comes or goes (Insert, expiry, Sweep,
+// eviction, Flush, port reuse, Restore, a SetMeta that changes A), never on
+// Track's hit path. An Insert whose owner is at its cap looks at a bounded
+// number of entries of its shard, as the early drop does, but only at the
+// owner's own: it frees an expired one, else the least recently active
+// unreplied one, else refuses (Result.Refused tells RefusedOwnerFull from
+// RefusedTableFull). Another owner's entry never gives way to an owner at
+// its cap, so a flood from one port leaves the others the rest of the
+// table. The scan finds the owner's entries when they are a fair part of the
+// shard, as in a flood; an owner whose few entries lie elsewhere is refused,
+// which is its cap working. Owner ids from 0 to MaxOwnerID have counters of
+// their own, allocated in chunks as they are first seen (at most 8 MiB);
+// all the others share one counter and one cap.
+//
 // # Expiry
 //
 // Each entry holds a deadline from the Clock. Expiry costs the packet path

@@ -73,6 +73,7 @@ func (t *Table) Flush() {
 		s.mu.Lock()
 		for i := uint32(0); i < s.used; i++ {
 			if e := s.at(i); e.state != StateNone {
+				t.owners.held(e.a).Add(-1)
 				s.free(i, e)
 			}
 		}
@@ -138,10 +139,13 @@ type Stats struct {
 	// Entries held, expired ones not yet freed included.
 	Entries int
 	// Inserted counts connections created; Evicted, unreplied ones freed to
-	// make room; Refused, Inserts that failed because the table was full;
-	// Expired, entries freed after their timeout; Invalid, packets judged
-	// Invalid (by Track or Insert).
-	Inserted, Evicted, Refused, Expired, Invalid uint64
+	// make room (in the table, or within an owner's cap); Refused, Inserts
+	// that failed because the table was full; OwnerRefused, Inserts that
+	// failed because their owner was at Config.MaxPerOwner; Expired,
+	// entries freed after their timeout; Invalid, packets judged Invalid (by
+	// Track or Insert). Restore counts the connections it leaves out for
+	// want of room in Refused and OwnerRefused too.
+	Inserted, Evicted, Refused, OwnerRefused, Expired, Invalid uint64
 	// States counts entries by state (UDP, ICMP and other protocols share
 	// StateUnreplied and StateReplied).
 	States [NumStates]int
@@ -160,6 +164,7 @@ func (t *Table) Stats() Stats {
 		st.Inserted += s.inserted
 		st.Evicted += s.evicted
 		st.Refused += s.refused
+		st.OwnerRefused += s.ownerRefused
 		st.Expired += s.expired
 		st.Invalid += s.invalid
 		for i, n := range s.states {

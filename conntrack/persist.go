@@ -268,8 +268,11 @@ func checkRecord(b []byte) error {
 // counted on this table's clock from the call (the time the switch was down
 // is not counted), and at most its state's timeout in this table's
 // configuration. Connections that would take the table beyond Max are not
-// added; they are counted in Stats.Refused. A connection whose tuple the
-// table already holds live is not added either: the table's own is newer.
+// added; they are counted in Stats.Refused. Nor are those that would take
+// their owner (Meta.A after remap) beyond MaxPerOwner, counted in
+// Stats.OwnerRefused; the others count for their owner. A connection whose
+// tuple the table already holds live is not added either: the table's own is
+// newer.
 func (t *Table) Restore(r io.Reader, remap func(Meta) (Meta, bool)) (int, error) {
 	staged, err := t.stage(r)
 	if err != nil {
@@ -377,6 +380,27 @@ func (t *Table) reserve(n int) bool {
 	}
 }
 
+// takeOwner counts one more entry for owner, unless that would take it
+// beyond MaxPerOwner. Unlike Insert's count-then-back-out, it never lets the
+// count pass the cap even for a moment, so that a concurrent Insert of the
+// owner does not evict for it.
+func (t *Table) takeOwner(owner int32) bool {
+	c := t.owners.counter(owner)
+	if t.maxOwner <= 0 {
+		c.Add(1)
+		return true
+	}
+	for {
+		n := c.Load()
+		if n >= t.maxOwner {
+			return false
+		}
+		if c.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 // merge adds the connections staged for shard s to it, and returns how many
 // it added. A shard that never held an entry (a new table's) adopts the
 // staged slab with an index built for it; otherwise the connections are
@@ -421,7 +445,12 @@ func (t *Table) merge(s, sg *shard, remap func(Meta) (Meta, bool)) int {
 				continue
 			}
 			h := uint32(t.seed.hash(&e.key))
-			if _, _, old := sg.find(&e.key, h); old != nil {
+			_, _, old := sg.find(&e.key, h)
+			refused := old == nil && !t.takeOwner(e.a)
+			if refused {
+				sg.ownerRefused++
+			}
+			if old != nil || refused {
 				e.state = StateNone
 				e.expires = int64(sg.freeHead)
 				sg.freeHead = i + 1
@@ -437,14 +466,23 @@ func (t *Table) merge(s, sg *shard, remap func(Meta) (Meta, bool)) int {
 			s.index, s.chunks, s.used, s.freeHead, s.live = sg.index, sg.chunks, sg.used, sg.freeHead, sg.live
 			s.states, s.protos = sg.states, sg.protos
 			s.evictAt, s.sweepAt = 0, 0
+			s.ownerRefused += sg.ownerRefused
 			s.mu.Unlock()
 			return sg.live
 		}
 		s.mu.Unlock()
+		// Not adopted: give the owners' counts back, the copy below
+		// takes them again. (Those refused for their owner stay out.)
+		for i := range sg.used {
+			if e := sg.at(i); e.state != StateNone {
+				t.owners.held(e.a).Add(-1)
+			}
+		}
 	}
 	// Copy the entries in, one lock hold for the shard.
 	n := 0
 	s.mu.Lock()
+	s.ownerRefused += sg.ownerRefused
 	now = t.clock.Now()
 	for i := range sg.used {
 		e := sg.at(i)
@@ -459,8 +497,13 @@ func (t *Table) merge(s, sg *shard, remap func(Meta) (Meta, bool)) int {
 			s.expired++
 			t.release(s, pos, idx, old)
 		}
+		if !t.takeOwner(e.a) {
+			s.ownerRefused++
+			continue
+		}
 		if t.count.Add(1) > t.max {
 			t.count.Add(-1)
+			t.owners.held(e.a).Add(-1)
 			s.refused++
 			continue
 		}

@@ -523,7 +523,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add(saveAll(f, tab))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		try := func(data []byte) {
-			tab, clk := newTestTable(Config{Max: 4, Shards: 2})
+			tab, clk := newTestTable(Config{Max: 4, MaxPerOwner: 2, Shards: 2})
 			n, err := tab.Restore(bytes.NewReader(data), func(m Meta) (Meta, bool) { return m, m.A != 5 })
 			if err != nil {
 				if n != 0 || tab.Len() != 0 {
@@ -534,6 +534,7 @@ func FuzzRestore(f *testing.F) {
 			if tab.Len() != n || n > 4 {
 				t.Fatalf("restored %d, Len %d", n, tab.Len())
 			}
+			checkOwners(t, tab)
 			for _, c := range tab.List(nil, 0) {
 				for _, flags := range []uint8{tcpAck, tcpSyn, tcpSyn | tcpAck, tcpRst, tcpFin | tcpAck} {
 					for _, k := range []Key{c.Key, c.Key.Reverse()} {
@@ -549,6 +550,7 @@ func FuzzRestore(f *testing.F) {
 			if tab.Len() != 0 {
 				t.Fatalf("Len %d after everything expired", tab.Len())
 			}
+			checkOwners(t, tab)
 		}
 		try(data)
 		if len(data) >= headerSize+crcSize {
@@ -602,6 +604,7 @@ func TestRestorePaths(t *testing.T) {
 		if tab.Len() != want || st.Entries != want || st.TCP+st.UDP+st.ICMP+st.Other != want {
 			t.Fatalf("%s: Len %d, %+v, want %d", name, tab.Len(), st, want)
 		}
+		checkOwners(t, tab)
 		for _, k := range m.keys() {
 			if _, ok := entryOf(tab, k); !ok {
 				t.Fatalf("%s: %v missing", name, k)

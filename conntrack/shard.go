@@ -73,9 +73,9 @@ type shard struct {
 	evictAt  uint32 // where the next eviction scan starts
 	sweepAt  uint32 // where the next sweep starts
 
-	inserted, evicted, refused, expired, invalid uint64
-	states                                       [NumStates]int32
-	protos                                       [numClasses]int32
+	inserted, evicted, refused, ownerRefused, expired, invalid uint64
+	states                                                     [NumStates]int32
+	protos                                                     [numClasses]int32
 
 	// Keep the next shard's lock off this shard's counters' cache line.
 	_ [64]byte

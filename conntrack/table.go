@@ -58,6 +58,13 @@ type Config struct {
 	// Shards is the number of independently locked parts, rounded up to a
 	// power of two (DefaultShards).
 	Shards int
+	// MaxPerOwner is the most connections one originator (Meta.A, the
+	// switch's port id) may hold at once; 0 (or less) means no cap. An
+	// owner at its cap makes room among its own unreplied connections or is
+	// refused (Result.Refused is RefusedOwnerFull), so that one tenant
+	// cannot fill the table for all. Owners outside [0, MaxOwnerID] are
+	// counted, and capped, together as one.
+	MaxPerOwner int
 }
 
 // Packet is what the table needs to know of one packet. The caller fills it
@@ -102,13 +109,41 @@ type Handle struct {
 
 // Result is the table's answer about one packet. Conn, State and Meta are
 // set unless Verdict is Miss (or Invalid from Insert, when nothing was
-// stored); Dir is the packet's direction in the connection.
+// stored); Dir is the packet's direction in the connection. Refused says why
+// Insert stored nothing when it returns false.
 type Result struct {
 	Verdict Verdict
 	Dir     Dir
 	State   State
+	Refused Refusal // fits in the padding before Conn: Result stays 40 bytes
 	Conn    Handle
 	Meta    Meta
+}
+
+// Refusal is why Insert refused a connection.
+type Refusal uint8
+
+const (
+	// RefusedNone: not refused.
+	RefusedNone Refusal = iota
+	// RefusedTableFull: the table held Config.Max connections and none
+	// could be evicted (conntrack-full).
+	RefusedTableFull
+	// RefusedOwnerFull: the connection's owner (Meta.A) held
+	// Config.MaxPerOwner connections and none of its own could be evicted.
+	RefusedOwnerFull
+)
+
+func (r Refusal) String() string {
+	switch r {
+	case RefusedNone:
+		return "none"
+	case RefusedTableFull:
+		return "table-full"
+	case RefusedOwnerFull:
+		return "owner-full"
+	}
+	return "unknown"
 }
 
 // Table is the connection table. All methods are safe for concurrent use.
@@ -124,6 +159,10 @@ type Table struct {
 	notNew    atomic.Uint64
 	timeouts  [numClasses][NumStates]int64
 	sweepNext atomic.Uint32 // the shard the next Sweep starts with
+	// maxOwner is Config.MaxPerOwner, 0 for no cap.
+	maxOwner int64
+	// owners counts the entries of each owner (see owner.go).
+	owners ownerCounts
 }
 
 // New returns an empty table. A nil clock means SystemClock.
@@ -139,10 +178,11 @@ func New(cfg Config, clock Clock) *Table {
 		clock = SystemClock()
 	}
 	t := &Table{
-		shards: make([]shard, n),
-		shift:  uint(64 - bits.TrailingZeros(uint(n))),
-		clock:  clock,
-		max:    int64(cfg.Max),
+		shards:   make([]shard, n),
+		shift:    uint(64 - bits.TrailingZeros(uint(n))),
+		clock:    clock,
+		max:      int64(cfg.Max),
+		maxOwner: int64(max(cfg.MaxPerOwner, 0)),
 	}
 	var b [8 * len(t.seed)]byte
 	rand.Read(b[:])
@@ -301,6 +341,7 @@ func (t *Table) advance(s *shard, e *entry, p *Packet, dir Dir, now int64) step 
 func (t *Table) release(s *shard, pos, idx uint32, e *entry) {
 	s.unplace(pos)
 	s.live--
+	t.owners.held(e.a).Add(-1)
 	s.free(idx, e)
 	t.count.Add(-1)
 }
@@ -326,8 +367,12 @@ func canStart(p *Packet, swapped bool) bool {
 // Insert records a new connection that policy allowed, opened by p (which
 // becomes the Original direction), with the caller's meta.
 //
-// It returns false only when the table is full and nothing could be evicted
-// (the caller counts conntrack-full). A packet that cannot open a connection
+// The connection counts for its owner, meta.A. It returns false, with
+// Result.Refused saying which, only when nothing could be evicted to make
+// room: RefusedOwnerFull when the owner already holds Config.MaxPerOwner
+// connections (only the owner's own unreplied connections may give way
+// then), RefusedTableFull when the table is full (the caller counts
+// conntrack-full). A packet that cannot open a connection
 // (a TCP segment other than a plain SYN, an ICMP message other than an echo
 // request) is not stored and yields Verdict Invalid (conntrack-invalid).
 // When a live connection already holds the tuple (two packets raced past
@@ -358,11 +403,25 @@ func (t *Table) Insert(p *Packet, meta Meta) (Result, bool) {
 		}
 		t.release(s, pos, idx, e)
 	}
-	if t.count.Add(1) > t.max && !t.evict(s, now) {
+	// Count the entry for its owner first: at the cap, one of the owner's
+	// own unreplied entries gives way (which also leaves room in the
+	// table), or the insert is refused. The count may pass the cap for a
+	// moment while inserts of the same owner race in other shards, but each
+	// of them then evicts or backs out, so it settles at the cap at most.
+	oc := t.owners.counter(meta.A)
+	if n := oc.Add(1); t.maxOwner > 0 && n > t.maxOwner &&
+		!t.evict(s, now, ownerScan, ownerSlot(meta.A)) {
+		oc.Add(-1)
+		s.ownerRefused++
+		s.mu.Unlock()
+		return Result{Refused: RefusedOwnerFull}, false
+	}
+	if t.count.Add(1) > t.max && !t.evict(s, now, evictScan, anyOwner) {
 		t.count.Add(-1)
+		oc.Add(-1)
 		s.refused++
 		s.mu.Unlock()
-		return Result{}, false
+		return Result{Refused: RefusedTableFull}, false
 	}
 	idx, e := s.alloc()
 	state := StateUnreplied
@@ -389,14 +448,16 @@ func (t *Table) Insert(p *Packet, meta Meta) (Result, bool) {
 }
 
 // evict frees one entry of shard s to make room, Linux early_drop style: it
-// looks at up to evictScan entries from where the last scan stopped, frees
-// the first expired one, else the least recently active one that never saw a
-// reply. Connections that saw a reply are never evicted.
-func (t *Table) evict(s *shard, now int64) bool {
+// looks at up to scan entries from where the last scan stopped, frees the
+// first expired one, else the least recently active one that never saw a
+// reply. Connections that saw a reply are never evicted. With owner other
+// than anyOwner, only that owner slot's entries are candidates (see
+// ownerScan).
+func (t *Table) evict(s *shard, now int64, scan int, owner uint32) bool {
 	var best *entry
 	var bestIdx uint32
 	var bestSeen int64
-	for n := 0; n < evictScan && uint32(n) < s.used; n++ {
+	for n := 0; n < scan && uint32(n) < s.used; n++ {
 		i := s.evictAt
 		if s.evictAt++; s.evictAt >= s.used {
 			s.evictAt = 0
@@ -404,6 +465,8 @@ func (t *Table) evict(s *shard, now int64) bool {
 		e := s.at(i)
 		switch {
 		case e.state == StateNone:
+			continue
+		case owner != anyOwner && ownerSlot(e.a) != owner:
 			continue
 		case e.expires <= now:
 			s.expired++
@@ -490,11 +553,17 @@ func (t *Table) Meta(h Handle) (Meta, bool) {
 }
 
 // SetMeta replaces the caller's data stored with the connection; false (and
-// nothing written) when the handle is stale.
+// nothing written) when the handle is stale. A new Meta.A moves the
+// connection to that owner's count, regardless of Config.MaxPerOwner (the
+// switch never changes it).
 func (t *Table) SetMeta(h Handle, m Meta) bool {
 	s, e := t.lockHandle(h)
 	if e == nil {
 		return false
+	}
+	if ownerSlot(m.A) != ownerSlot(e.a) {
+		t.owners.held(e.a).Add(-1)
+		t.owners.counter(m.A).Add(1)
 	}
 	e.setMeta(m)
 	s.mu.Unlock()
@@ -503,3 +572,13 @@ func (t *Table) SetMeta(h Handle, m Meta) bool {
 
 // Len returns the number of entries, including expired ones not yet freed.
 func (t *Table) Len() int { return int(t.count.Load()) }
+
+// OwnerCount returns the number of entries of owner (Meta.A), including
+// expired ones not yet freed: what Config.MaxPerOwner is compared with. The
+// owners outside [0, MaxOwnerID] share one count, which any of them returns.
+func (t *Table) OwnerCount(owner int32) int {
+	if c := t.owners.lookup(owner); c != nil {
+		return int(c.Load())
+	}
+	return 0
+}

@@ -658,6 +658,7 @@ func TestConcurrent(t *testing.T) {
 	if st.Entries != tab.Len() || st.Entries > 2000 || st.UDP != st.Entries {
 		t.Fatalf("inconsistent: Len %d, %+v", tab.Len(), st)
 	}
+	checkOwners(t, tab)
 }
 
 func TestTrackAllocs(t *testing.T) {

@@ -111,6 +111,12 @@ func TestPipeline(t *testing.T) {
 		{"neighbour solicitation for db1 link-local", pWeb1, ft.NeighborSolicit(web1MAC, web1v6.IP, filter.LinkLocalFromMAC([6]byte(db1MAC))), filter.Local, filter.ReasonNDReply, pWeb1, ""},
 		{"router solicitation", pWeb1, ft.RouterSolicit(web1MAC, filter.LinkLocalFromMAC([6]byte(web1MAC))), filter.Local, filter.ReasonNDReply, pWeb1, ""},
 		{"dhcp discover", pWeb1, ft.DHCP(web1MAC, web1MAC, zero4, bcast4, layers.DHCPMsgTypeDiscover, 1), filter.Local, filter.ReasonDHCPReply, pWeb1, ""},
+		{"dhcp with a hardware length past the message (crashed gopacket)", pWeb1, func() []byte {
+			b := ft.DHCP(web1MAC, web1MAC, zero4, bcast4, layers.DHCPMsgTypeDiscover, 1)
+			b[44] = 230
+			return b
+		}(), filter.Drop, filter.ReasonUnanswered, -1, ""},
+		{"dhcp cut short", pWeb1, ft.UDP(ft.Host{MAC: web1MAC, IP: zero4}, bcast4, 68, 67, make([]byte, 100)), filter.Drop, filter.ReasonUnanswered, -1, ""},
 		{"dhcp discover for another chaddr", pWeb1, ft.DHCP(web1MAC, ft.MustMAC("02:00:00:00:00:55"), zero4, bcast4, layers.DHCPMsgTypeDiscover, 1), filter.Drop, filter.ReasonUnanswered, -1, ""},
 		{"uplink broadcast", pUplink, ft.UDP(gw, bcast4, 1, 2, nil), filter.Drop, filter.ReasonBUM, -1, ""},
 		{"uplink claims web1 mac", pUplink, ft.TCP(ft.Host{MAC: web1MAC, IP: outside.IP}, db1, 1, 3306, "S", 1, 0, nil), filter.Drop, filter.ReasonSpoofMAC, -1, ""},

@@ -41,8 +41,16 @@ func newDHCPSettings(cfg *config.Config) dhcpSettings {
 func (s *Switch) answerDHCP(st *state, in int32, sc *Scratch) ([]byte, filter.Reason, error) {
 	f := &sc.frame
 	ip := &st.inst[in]
+	// gopacket's decoder trusts the hardware-length byte (it slices
+	// data[28:28+hlen] with 8-bit arithmetic): check the fixed header first.
+	// A BOOTP message is at least 236 bytes plus the 4-byte magic cookie,
+	// and only Ethernet clients (hlen 6) have a MAC this port could own.
+	body := f.Buf[f.L4+8:]
+	if len(body) < 240 || body[1] != 1 || body[2] != 6 { // htype Ethernet, hlen 6
+		return nil, filter.ReasonUnanswered, nil
+	}
 	var req layers.DHCPv4
-	if err := req.DecodeFromBytes(f.Buf[f.L4+8:], gopacket.NilDecodeFeedback); err != nil {
+	if err := req.DecodeFromBytes(body, gopacket.NilDecodeFeedback); err != nil {
 		return nil, filter.ReasonMalformed, nil
 	}
 	if req.Operation != layers.DHCPOpRequest || len(req.ClientHWAddr) != 6 || [6]byte(req.ClientHWAddr) != ip.id.MAC {
