@@ -65,48 +65,50 @@ const (
 	ReasonFragment
 	ReasonConntrackInvalid
 	ReasonConntrackFull
-	ReasonRateLimit     // a local responder's per-port budget was exhausted
-	ReasonUnanswered    // a request the local responder had no answer for (e.g. DHCP for another MAC)
-	ReasonUnknownSource // replay: a frame from no instance's MAC and no uplink to blame
+	ReasonConntrackInstanceFull // the instance holds its cap of tracked connections (per-instance-max)
+	ReasonRateLimit             // a local responder's per-port budget was exhausted
+	ReasonUnanswered            // a request the local responder had no answer for (e.g. DHCP for another MAC)
+	ReasonUnknownSource         // replay: a frame from no instance's MAC and no uplink to blame
 
 	NumReasons
 )
 
 var reasonNames = [...]string{
-	ReasonNone:               "none",
-	ReasonRule:               "rule",
-	ReasonEstablished:        "established",
-	ReasonRelated:            "related",
-	ReasonDefaultEgress:      "default-egress",
-	ReasonARP:                "arp",
-	ReasonND:                 "nd",
-	ReasonResolve:            "resolve",
-	ReasonFragmentOf:         "fragment-follows",
-	ReasonARPReply:           "arp-reply",
-	ReasonDHCPReply:          "dhcp-reply",
-	ReasonNDReply:            "nd-reply",
-	ReasonAnnounce:           "announce",
-	ReasonMalformed:          "malformed",
-	ReasonVLANTagged:         "vlan-tagged",
-	ReasonEtherType:          "unsupported-ethertype",
-	ReasonSpoofMAC:           "spoof-mac",
-	ReasonSpoofIP:            "spoof-ip",
-	ReasonSpoofARP:           "spoof-arp",
-	ReasonDHCPServer:         "dhcp-server",
-	ReasonRouterAdvert:       "router-advert",
-	ReasonNDSpoof:            "nd-spoof",
-	ReasonBUM:                "bum",
-	ReasonUnknownDestination: "unknown-destination",
-	ReasonHairpin:            "hairpin",
-	ReasonIngressPolicy:      "ingress-policy",
-	ReasonEgressPolicy:       "egress-policy",
-	ReasonSMTP:               "smtp",
-	ReasonFragment:           "fragment",
-	ReasonConntrackInvalid:   "conntrack-invalid",
-	ReasonConntrackFull:      "conntrack-full",
-	ReasonRateLimit:          "rate-limit",
-	ReasonUnanswered:         "unanswered",
-	ReasonUnknownSource:      "unknown-source",
+	ReasonNone:                  "none",
+	ReasonRule:                  "rule",
+	ReasonEstablished:           "established",
+	ReasonRelated:               "related",
+	ReasonDefaultEgress:         "default-egress",
+	ReasonARP:                   "arp",
+	ReasonND:                    "nd",
+	ReasonResolve:               "resolve",
+	ReasonFragmentOf:            "fragment-follows",
+	ReasonARPReply:              "arp-reply",
+	ReasonDHCPReply:             "dhcp-reply",
+	ReasonNDReply:               "nd-reply",
+	ReasonAnnounce:              "announce",
+	ReasonMalformed:             "malformed",
+	ReasonVLANTagged:            "vlan-tagged",
+	ReasonEtherType:             "unsupported-ethertype",
+	ReasonSpoofMAC:              "spoof-mac",
+	ReasonSpoofIP:               "spoof-ip",
+	ReasonSpoofARP:              "spoof-arp",
+	ReasonDHCPServer:            "dhcp-server",
+	ReasonRouterAdvert:          "router-advert",
+	ReasonNDSpoof:               "nd-spoof",
+	ReasonBUM:                   "bum",
+	ReasonUnknownDestination:    "unknown-destination",
+	ReasonHairpin:               "hairpin",
+	ReasonIngressPolicy:         "ingress-policy",
+	ReasonEgressPolicy:          "egress-policy",
+	ReasonSMTP:                  "smtp",
+	ReasonFragment:              "fragment",
+	ReasonConntrackInvalid:      "conntrack-invalid",
+	ReasonConntrackFull:         "conntrack-full",
+	ReasonConntrackInstanceFull: "conntrack-instance-full",
+	ReasonRateLimit:             "rate-limit",
+	ReasonUnanswered:            "unanswered",
+	ReasonUnknownSource:         "unknown-source",
 }
 
 func (r Reason) String() string {

@@ -1,6 +1,8 @@
 package vswitch
 
 import (
+	"net/netip"
+
 	"github.com/sgswitch/sgswitch/conntrack"
 	"github.com/sgswitch/sgswitch/filter"
 	"github.com/sgswitch/sgswitch/filter/config"
@@ -68,8 +70,17 @@ func (s *Switch) track(st *state, in, out int32, f *filter.Frame, sc *Scratch) R
 	if (f.Proto == filter.ProtoICMP || f.Proto == filter.ProtoICMPv6) && !isEchoRequest(f) {
 		return r // other ICMP (timestamp, router solicitation…) is allowed per packet, not tracked
 	}
-	ins, ok := s.ct.Insert(p, conntrack.Meta{A: in, B: out, PolicyGen: st.gen, Allowed: true})
+	// The connection counts against the instance's cap (conntrack's owner
+	// is Meta.A): the instance that opened it, or for a connection from the
+	// uplink the instance it goes to. recheck tells the two apart.
+	owner, other := in, out
+	if in == st.uplink {
+		owner, other = out, in
+	}
+	ins, ok := s.ct.Insert(p, conntrack.Meta{A: owner, B: other, PolicyGen: st.gen, Allowed: true})
 	switch {
+	case !ok && ins.Refused == conntrack.RefusedOwnerFull:
+		return drop(filter.ReasonConntrackInstanceFull)
 	case !ok:
 		return drop(filter.ReasonConntrackFull)
 	case ins.Verdict == conntrack.Invalid:
@@ -114,7 +125,20 @@ func (s *Switch) recheck(st *state, m *conntrack.Meta, p *conntrack.Packet, dir 
 	case filter.ProtoICMPv6:
 		*pkt = filter.Packet{Proto: k.Proto, Src: pkt.Src, Dst: pkt.Dst, ICMPType: 128}
 	}
-	return s.decide(st, m.A, m.B, pkt)
+	from, to := m.A, m.B
+	if to == st.uplink && !ownsAddr(st, from, pkt.Src) {
+		from, to = to, from // opened from the uplink (see track)
+	}
+	return s.decide(st, from, to, pkt)
+}
+
+// ownsAddr reports whether instance port id has address a.
+func ownsAddr(st *state, id int32, a netip.Addr) bool {
+	if id < 0 || int(id) >= len(st.inst) || st.inst[id].cfg < 0 {
+		return false
+	}
+	ip := &st.inst[id].id
+	return a == ip.IPv4 || (ip.IPv6.IsValid() && a == ip.IPv6)
 }
 
 // related passes an ICMP error whose embedded header belongs to a tracked

@@ -250,3 +250,52 @@ func TestEstablishedAllocs(t *testing.T) {
 		t.Errorf("established frame: %v allocations", n)
 	}
 }
+
+// TestPerInstanceCap: an instance at its cap of tracked connections cannot
+// open more (conntrack-instance-full), and neither can the uplink open more
+// to it; other instances are not affected.
+func TestPerInstanceCap(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(strings.Replace(testConfig, "switch:\n", "switch:\n  conntrack: {per-instance-max: 4}\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc Scratch
+	s.Process(pUplink, ft.ARP(1, ft.Broadcast, gwMAC, gw.IP, nil, web1.IP), &sc) // learn the gateway
+	for i := uint16(0); i < 4; i++ {
+		runSteps(t, s, []step{
+			{"syn", pWeb1, ft.TCP(web1, db1, 41000+i, 3306, "S", 100, 0, nil), filter.ReasonRule},
+			{"syn-ack", pDB1, ft.TCP(db1, web1, 3306, 41000+i, "SA", 500, 101, nil), filter.ReasonEstablished},
+		})
+	}
+	runSteps(t, s, []step{
+		{"web1's fifth connection", pWeb1, ft.TCP(web1, db1, 42000, 3306, "S", 1, 0, nil), filter.ReasonConntrackInstanceFull},
+		{"from the internet to web1", pUplink, ft.TCP(outside, web1, 5555, 80, "S", 1, 0, nil), filter.ReasonConntrackInstanceFull},
+		{"db1 is not affected", pDB1, ft.TCP(db1, outside, 40000, 443, "S", 1, 0, nil), filter.ReasonRule},
+		{"web1's connections still work", pWeb1, ft.TCP(web1, db1, 41000, 3306, "A", 101, 501, nil), filter.ReasonEstablished},
+	})
+}
+
+// TestUplinkConnectionRecheck: a connection opened from the uplink counts
+// for the instance it goes to, and is still re-checked as the uplink's:
+// removing the instance's ingress rule cuts it.
+func TestUplinkConnectionRecheck(t *testing.T) {
+	s := newTestSwitch(t, nil)
+	runSteps(t, s, []step{
+		{"syn from outside", pUplink, ft.TCP(outside, web1, 5555, 80, "S", 100, 0, nil), filter.ReasonRule},
+		{"syn-ack", pWeb1, ft.TCP(web1, outside, 80, 5555, "SA", 500, 101, nil), filter.ReasonEstablished},
+	})
+	without := strings.Replace(testConfig,
+		"      - {flow-direction: ingress, protocol: tcp, start-port: 80, end-port: 80, network: 0.0.0.0/0}\n", "", 1)
+	cfg, err := config.Parse("test.yaml", []byte(without))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, s, []step{{"ack after the rule is gone", pUplink, ft.TCP(outside, web1, 5555, 80, "A", 101, 501, nil), filter.ReasonIngressPolicy}})
+}

@@ -117,7 +117,8 @@ func New(cfg *config.Config, opt Options) (*Switch, error) {
 		s.clock = &Clock{}
 		s.clock.Set(time.Now())
 	}
-	s.ct = conntrack.New(conntrack.Config{Max: cfg.Switch.Conntrack.Max, Timeouts: conntrackTimeouts(cfg.Switch.Conntrack.Timeouts)}, s.clock)
+	s.ct = conntrack.New(conntrack.Config{Max: cfg.Switch.Conntrack.Max, MaxPerOwner: cfg.Switch.Conntrack.PerInstance,
+		Timeouts: conntrackTimeouts(cfg.Switch.Conntrack.Timeouts)}, s.clock)
 	s.frags = conntrack.NewFragments(conntrack.FragConfig{}, s.clock)
 	maxMACs, age := cfg.Switch.MaxUplinkMACs, cfg.Switch.MACAgeing
 	if maxMACs <= 0 {

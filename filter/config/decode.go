@@ -16,7 +16,7 @@ import (
 var (
 	topFields       = []string{"switch", "uplink", "security-groups", "instances"}
 	switchFields    = []string{"control", "metrics", "conntrack", "persist-established", "offload", "uplink-macs", "mac-ageing", "dhcp"}
-	conntrackFields = []string{"max", "timeouts"}
+	conntrackFields = []string{"max", "per-instance-max", "timeouts"}
 	dhcpFields      = []string{"dns", "lease-time"}
 	uplinkFields    = []string{"port", "gateway", "lab-hosts"}
 	groupFields     = []string{"name", "description", "rules", "external-sources"}
@@ -73,7 +73,7 @@ func defaultSwitch() Switch {
 	return Switch{
 		Control:       DefaultControl,
 		Metrics:       DefaultMetrics,
-		Conntrack:     Conntrack{Max: DefaultConntrackMax},
+		Conntrack:     Conntrack{Max: DefaultConntrackMax, PerInstance: DefaultPerInstance},
 		DHCP:          DHCP{LeaseTime: DefaultLeaseTime},
 		Offload:       true,
 		MaxUplinkMACs: DefaultUplinkMACs,
@@ -113,6 +113,11 @@ func (p *parser) decodeSwitch(n *yaml.Node, s *Switch) {
 			if v := cm.val("max"); v != nil {
 				if n, ok := p.integer(v, cm.field("max"), 1, maxCount, countRule); ok {
 					s.Conntrack.Max = int(n)
+				}
+			}
+			if v := cm.val("per-instance-max"); v != nil {
+				if n, ok := p.integer(v, cm.field("per-instance-max"), 0, maxCount, "give a number of connections from 0 (no cap) to 2147483647"); ok {
+					s.Conntrack.PerInstance = int(n)
 				}
 			}
 			if v := cm.val("timeouts"); v != nil {

@@ -70,10 +70,13 @@ func marshalSwitch(s *Switch) *yaml.Node {
 	if s.Metrics != DefaultMetrics {
 		put(m, "metrics", strNode(s.Metrics))
 	}
-	if s.Conntrack.Max != DefaultConntrackMax || s.Conntrack.Timeouts != (ConntrackTimeouts{}) {
+	if s.Conntrack.Max != DefaultConntrackMax || s.Conntrack.PerInstance != DefaultPerInstance || s.Conntrack.Timeouts != (ConntrackTimeouts{}) {
 		ct := mapNode(false)
 		if s.Conntrack.Max != DefaultConntrackMax {
 			put(ct, "max", intNode(int64(s.Conntrack.Max)))
+		}
+		if s.Conntrack.PerInstance != DefaultPerInstance {
+			put(ct, "per-instance-max", intNode(int64(s.Conntrack.PerInstance)))
 		}
 		if s.Conntrack.Timeouts != (ConntrackTimeouts{}) {
 			to := mapNode(true)

@@ -40,7 +40,7 @@ var errorCases = []struct {
 	{"unknown switch field", "switch:\n  conntrack-max: 5\n", []string{
 		"x.yaml:2: switch.conntrack-max: unknown field; valid fields here are control, metrics, conntrack, persist-established, offload, uplink-macs, mac-ageing, dhcp"}},
 	{"unknown conntrack field", "switch: {conntrack: {size: 5}}\n", []string{
-		"x.yaml:1: switch.conntrack.size: unknown field; valid fields here are max, timeouts"}},
+		"x.yaml:1: switch.conntrack.size: unknown field; valid fields here are max, per-instance-max, timeouts"}},
 	{"unknown dhcp field", "switch:\n  dhcp: {router: 10.0.0.1}\n", []string{
 		"x.yaml:2: switch.dhcp.router: unknown field; valid fields here are dns, lease-time"}},
 	{"unknown uplink field", "uplink: {port: up0, gateway: 10.0.0.1/24, mac: x}\n", []string{

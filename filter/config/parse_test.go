@@ -35,7 +35,7 @@ instances:
 		Switch: Switch{
 			Control:       "/run/sgswitch/control.sock",
 			Metrics:       "127.0.0.1:9464",
-			Conntrack:     Conntrack{Max: 1048576},
+			Conntrack:     Conntrack{Max: 1048576, PerInstance: 131072},
 			DHCP:          DHCP{LeaseTime: 86400 * time.Second},
 			Offload:       true,
 			MaxUplinkMACs: 4096,

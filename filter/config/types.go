@@ -44,8 +44,12 @@ type Switch struct {
 
 // Conntrack holds the connection-tracking limits (`switch.conntrack`).
 type Conntrack struct {
-	Max      int               // `max`: maximum tracked connections (default 1,048,576)
-	Timeouts ConntrackTimeouts // `timeouts`: per state, in seconds in the file; zero = the Linux default
+	Max int // `max`: maximum tracked connections (default 1,048,576)
+	// PerInstance is `per-instance-max`: the most connections one instance
+	// may hold (those it opened, and those opened to it from the uplink), so
+	// that one tenant cannot fill the table for all (default 131,072; 0 = no cap).
+	PerInstance int
+	Timeouts    ConntrackTimeouts // `timeouts`: per state, in seconds in the file; zero = the Linux default
 }
 
 // ConntrackTimeouts are the idle timeouts of tracked connections by state
@@ -209,6 +213,7 @@ const (
 	DefaultControl       = "/run/sgswitch/control.sock"
 	DefaultMetrics       = "127.0.0.1:9464"
 	DefaultConntrackMax  = 1 << 20
+	DefaultPerInstance   = 1 << 17
 	DefaultUplinkMACs    = 4096
 	DefaultMACAgeing     = 300 * time.Second
 	DefaultLeaseTime     = 86400 * time.Second
