@@ -94,6 +94,7 @@ type controlServer struct {
 type apiError struct {
 	status int
 	msg    string
+	allow  []string     // for a 405: the methods the resource takes
 	fields []FieldError // the configuration's own errors, when it refused
 }
 

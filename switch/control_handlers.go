@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"path"
 	"reflect"
 	"slices"
 	"sort"
@@ -76,10 +77,23 @@ func (s *Switch) controlHandler(stage stageFunc) http.Handler {
 	for _, rt := range routes {
 		mux.HandleFunc(rt.pattern, c.handle(rt.h))
 	}
-	mux.HandleFunc("/", c.handle(func(r *http.Request) (int, any, uint64, *apiError) {
+	notFound := c.handle(func(r *http.Request) (int, any, uint64, *apiError) {
 		return 0, nil, 0, noRoute(mux, r)
-	}))
-	return mux
+	})
+	mux.HandleFunc("/", notFound)
+	unclean := c.handle(func(r *http.Request) (int, any, uint64, *apiError) {
+		return 0, nil, 0, refuse(http.StatusNotFound, "no such resource: %s %q is not a clean path (no empty, . or .. segments)", r.Method, r.URL.Path)
+	})
+	// ServeMux answers paths that are not clean ("/v1//stats", "*") itself,
+	// with a redirect or a bare 400 and no ETag; the API answers them as
+	// unknown resources, in JSON, like every other refusal.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p {
+			unclean(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (c *controlServer) handle(h handlerFunc) http.HandlerFunc {
@@ -87,7 +101,7 @@ func (c *controlServer) handle(h handlerFunc) http.HandlerFunc {
 		code, body, version, err := h(r)
 		if err != nil {
 			if err.status == http.StatusMethodNotAllowed {
-				w.Header().Set("Allow", err.allow())
+				w.Header().Set("Allow", strings.Join(err.allow, ", "))
 			}
 			out := map[string]any{"error": err.msg}
 			if len(err.fields) > 0 {
@@ -115,16 +129,10 @@ func noRoute(mux *http.ServeMux, r *http.Request) *apiError {
 		}
 	}
 	if len(allowed) > 0 {
-		return &apiError{status: http.StatusMethodNotAllowed,
+		return &apiError{status: http.StatusMethodNotAllowed, allow: allowed,
 			msg: fmt.Sprintf("%s is not a method of %s; it takes %s", r.Method, r.URL.Path, strings.Join(allowed, ", "))}
 	}
 	return refuse(http.StatusNotFound, "no such resource: %s %s; the API's resources are /v1/security-groups, /v1/instances, /v1/conntrack and /v1/stats", r.Method, r.URL.Path)
-}
-
-// allow is the Allow header of a 405, taken from its message.
-func (e *apiError) allow() string {
-	_, methods, _ := strings.Cut(e.msg, "; it takes ")
-	return methods
 }
 
 // --- bodies ---
