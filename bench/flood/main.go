@@ -36,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sgswitch/sgswitch/bench/benchproc"
 )
 
 type inst struct{ name, mac, ip string }
@@ -142,8 +144,8 @@ func bench(ctx context.Context, o opts) (err error) {
 		return errors.New("run as root: the benchmark creates network namespaces")
 	}
 	if _, err := exec.LookPath("iperf3"); err != nil {
-		logf("installing iperf3 (apt-get)")
-		if _, err := run(ctx, 10*time.Minute, "sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3"); err != nil {
+		benchproc.Logf("installing iperf3 (apt-get)")
+		if _, err := benchproc.Run(ctx, 10*time.Minute, "sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3"); err != nil {
 			return err
 		}
 	}
@@ -158,7 +160,7 @@ func bench(ctx context.Context, o opts) (err error) {
 		return fmt.Errorf("%s: %w (make build)", bin, err)
 	}
 	for _, in := range all {
-		if nsExists(in.name) || linkExists(in.name) {
+		if benchproc.NSExists(in.name) || benchproc.LinkExists(in.name) {
 			return fmt.Errorf("namespace or link %s already exists (an interrupted run? remove it with `ip netns del %s; ip link del %s`)", in.name, in.name, in.name)
 		}
 	}
@@ -171,33 +173,33 @@ func bench(ctx context.Context, o opts) (err error) {
 	if err := os.WriteFile(cfg, []byte(config(control, o.ctMax)), 0o644); err != nil {
 		return err
 	}
-	cl := &cleanups{}
-	cl.add(func() error { return os.RemoveAll(tmp) })
+	cl := &benchproc.Cleanups{}
+	cl.Add(func() error { return os.RemoveAll(tmp) })
 	defer func() {
 		if ctx.Err() != nil {
-			logf("interrupted: cleaning up")
+			benchproc.Logf("interrupted: cleaning up")
 		}
-		cerr := cl.run()
+		cerr := cl.Run()
 		for _, in := range all {
-			if nsExists(in.name) || linkExists(in.name) {
+			if benchproc.NSExists(in.name) || benchproc.LinkExists(in.name) {
 				cerr = errors.Join(cerr, fmt.Errorf("after cleanup: %s still exists", in.name))
 			}
 		}
 		err = errors.Join(err, cerr)
 	}()
 
-	sw, err := start("sgswitch lab up", bin, "lab", "up", "-c", cfg)
+	sw, err := benchproc.Start("sgswitch lab up", bin, "lab", "up", "-c", cfg)
 	if err != nil {
 		return err
 	}
-	cl.add(func() error {
+	cl.Add(func() error {
 		var errs []error
-		if !sw.stop(syscall.SIGTERM, 30*time.Second) {
+		if !sw.Stop(syscall.SIGTERM, 30*time.Second) {
 			errs = append(errs, errors.New("sgswitch did not stop within 30s of SIGTERM"))
 		}
 		for _, in := range all {
-			if nsExists(in.name) || linkExists(in.name) {
-				if _, err := run(context.Background(), 30*time.Second, bin, "lab", "down", "-c", cfg); err != nil {
+			if benchproc.NSExists(in.name) || benchproc.LinkExists(in.name) {
+				if _, err := benchproc.Run(context.Background(), 30*time.Second, bin, "lab", "down", "-c", cfg); err != nil {
 					errs = append(errs, err)
 				}
 				break
@@ -205,27 +207,27 @@ func bench(ctx context.Context, o opts) (err error) {
 		}
 		return errors.Join(errs...)
 	})
-	line, err := sw.waitLine(ctx, "lab up:", 60*time.Second)
+	line, err := sw.WaitLine(ctx, "lab up:", 60*time.Second)
 	if err != nil {
 		return err
 	}
-	logf("%s", line)
+	benchproc.Logf("%s", line)
 	ctl := func(args ...string) (string, error) {
-		return run(ctx, 20*time.Second, append([]string{bin, "ctl", "--socket", control}, args...)...)
+		return benchproc.Run(ctx, 20*time.Second, append([]string{bin, "ctl", "--socket", control}, args...)...)
 	}
 
-	srv, err := start("iperf3 server", ipns(instB.name, "iperf3", "-s", "-p", "5201")...)
+	srv, err := benchproc.Start("iperf3 server", benchproc.IPNS(instB.name, "iperf3", "-s", "-p", "5201")...)
 	if err != nil {
 		return err
 	}
-	cl.add(func() error { srv.stop(syscall.SIGTERM, 5*time.Second); return nil })
+	cl.Add(func() error { srv.Stop(syscall.SIGTERM, 5*time.Second); return nil })
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		out, err := run(ctx, 10*time.Second, ipns(instB.name, "ss", "-Hltn", "sport = :5201")...)
+		out, err := benchproc.Run(ctx, 10*time.Second, benchproc.IPNS(instB.name, "ss", "-Hltn", "sport = :5201")...)
 		if err == nil && strings.TrimSpace(out) != "" {
 			break
 		}
-		if time.Now().After(deadline) || !srv.running() {
-			return fmt.Errorf("iperf3 server not listening: %s", srv.errText())
+		if time.Now().After(deadline) || !srv.Running() {
+			return fmt.Errorf("iperf3 server not listening: %s", srv.ErrText())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -236,22 +238,22 @@ func bench(ctx context.Context, o opts) (err error) {
 
 	var rows []row
 	for _, c := range []struct{ cond, kind string }{{"unloaded", ""}, {"SYN flood", "syn"}, {"spoofed-source flood", "spoof"}} {
-		logf("measuring: %s", c.cond)
+		benchproc.Logf("measuring: %s", c.cond)
 		st0, err := ctl("stats", "-o", "json")
 		if err != nil {
 			return err
 		}
-		var fl *proc
+		var fl *benchproc.Proc
 		if c.kind != "" {
 			floodDur := o.dur + 2*time.Second
-			fl, err = start("flood "+c.kind, ipns(instX.name, o.self, "-role", "-kind", c.kind, "-ifname", instX.name,
+			fl, err = benchproc.Start("flood "+c.kind, benchproc.IPNS(instX.name, o.self, "-role", "-kind", c.kind, "-ifname", instX.name,
 				"-src-mac", instX.mac, "-src-ip", instX.ip, "-dst-mac", instT.mac, "-dst-ip", instT.ip,
 				"-dport", fmt.Sprint(floodPort), "-rate", fmt.Sprint(o.rate), "-dur", floodDur.String())...)
 			if err != nil {
 				return err
 			}
-			cl.add(func() error { fl.stop(syscall.SIGKILL, time.Second); return nil })
-			if _, err := fl.waitLine(ctx, "ready", 20*time.Second); err != nil {
+			cl.Add(func() error { fl.Stop(syscall.SIGKILL, time.Second); return nil })
+			if _, err := fl.WaitLine(ctx, "ready", 20*time.Second); err != nil {
 				return err
 			}
 			time.Sleep(time.Second) // the flood reaches its rate before the transfer starts
@@ -263,12 +265,12 @@ func bench(ctx context.Context, o opts) (err error) {
 		}
 		r.gbps, r.retr = res.gbps, res.retr
 		if fl != nil {
-			if err := fl.wait(ctx, o.dur+30*time.Second); err != nil {
+			if err := fl.Wait(ctx, o.dur+30*time.Second); err != nil {
 				return err
 			}
 			var fr floodResult
-			if err := json.Unmarshal([]byte(lastLine(strings.Join(fl.output(), "\n"))), &fr); err != nil {
-				return fmt.Errorf("flood output %q: %w", fl.output(), err)
+			if err := json.Unmarshal([]byte(benchproc.LastLine(strings.Join(fl.Output(), "\n"))), &fr); err != nil {
+				return fmt.Errorf("flood output %q: %w", fl.Output(), err)
 			}
 			r.flood, r.offered = &fr, fr.PPS
 		}
@@ -278,7 +280,7 @@ func bench(ctx context.Context, o opts) (err error) {
 		}
 		r.attacker = reasonDelta(st0, st1, instX.name)
 		r.target = reasonDelta(st0, st1, instT.name)
-		logf("  %.2f Gbit/s, offered %.0f frames/s", r.gbps, r.offered)
+		benchproc.Logf("  %.2f Gbit/s, offered %.0f frames/s", r.gbps, r.offered)
 		rows = append(rows, r)
 		time.Sleep(time.Second) // let the target's replies drain
 	}
@@ -294,7 +296,7 @@ type iperfRes struct {
 
 func iperf(ctx context.Context, dur time.Duration) (iperfRes, error) {
 	secs := fmt.Sprint(int(dur.Round(time.Second) / time.Second))
-	out, err := run(ctx, dur+60*time.Second, ipns(instA.name, "iperf3", "-c", instB.ip, "-p", "5201", "-t", secs, "-P", "1", "-J", "--connect-timeout", "5000")...)
+	out, err := benchproc.Run(ctx, dur+60*time.Second, benchproc.IPNS(instA.name, "iperf3", "-c", instB.ip, "-p", "5201", "-t", secs, "-P", "1", "-J", "--connect-timeout", "5000")...)
 	if err != nil {
 		return iperfRes{}, err
 	}

@@ -38,6 +38,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sgswitch/sgswitch/bench/benchproc"
 )
 
 const nInst = 6
@@ -198,7 +200,7 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 		names = append(names, instName(i))
 	}
 	for _, n := range names {
-		if nsExists(n) || linkExists(n) {
+		if benchproc.NSExists(n) || benchproc.LinkExists(n) {
 			return false, fmt.Errorf("namespace or link %s already exists (an interrupted run? `ip netns del %s; ip link del %s`)", n, n, n)
 		}
 	}
@@ -214,51 +216,51 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 			return false, err
 		}
 	}
-	cl := &cleanups{}
-	cl.add(func() error { return os.RemoveAll(tmp) })
+	cl := &benchproc.Cleanups{}
+	cl.Add(func() error { return os.RemoveAll(tmp) })
 	defer func() {
 		if ctx.Err() != nil {
-			logf("interrupted: cleaning up")
+			benchproc.Logf("interrupted: cleaning up")
 		}
-		cerr := cl.run()
+		cerr := cl.Run()
 		for _, n := range names {
-			if nsExists(n) || linkExists(n) {
+			if benchproc.NSExists(n) || benchproc.LinkExists(n) {
 				cerr = errors.Join(cerr, fmt.Errorf("after cleanup: %s still exists", n))
 			}
 		}
 		err = errors.Join(err, cerr)
 	}()
 
-	if _, err := run(ctx, 60*time.Second, bin, "lab", "up", "--keep", "-c", cfg); err != nil {
+	if _, err := benchproc.Run(ctx, 60*time.Second, bin, "lab", "up", "--keep", "-c", cfg); err != nil {
 		return false, err
 	}
-	cl.add(func() error {
+	cl.Add(func() error {
 		var errs []error
-		if _, err := run(context.Background(), 60*time.Second, bin, "lab", "down", "-c", downCfg); err != nil {
+		if _, err := benchproc.Run(context.Background(), 60*time.Second, bin, "lab", "down", "-c", downCfg); err != nil {
 			errs = append(errs, err)
 		}
-		if linkExists(extraName) {
-			if _, err := run(context.Background(), 20*time.Second, "ip", "link", "del", extraName); err != nil {
+		if benchproc.LinkExists(extraName) {
+			if _, err := benchproc.Run(context.Background(), 20*time.Second, "ip", "link", "del", extraName); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		return errors.Join(errs...)
 	})
-	logf("lab kept: %d namespaces; config %s", nInst, cfg)
+	benchproc.Logf("lab kept: %d namespaces; config %s", nInst, cfg)
 
 	ctl := func(args ...string) (string, error) {
-		return run(ctx, 30*time.Second, append([]string{bin, "ctl", "--socket", control}, args...)...)
+		return benchproc.Run(ctx, 30*time.Second, append([]string{bin, "ctl", "--socket", control}, args...)...)
 	}
-	var sw *proc
+	var sw *benchproc.Proc
 	var lives []*lifetime
-	cl.add(func() error {
-		if sw != nil && !sw.stop(syscall.SIGTERM, 30*time.Second) {
+	cl.Add(func() error {
+		if sw != nil && !sw.Stop(syscall.SIGTERM, 30*time.Second) {
 			return errors.New("sgswitch run did not stop within 30s of SIGTERM")
 		}
 		return nil
 	})
 	startSwitch := func(t0 time.Time) error {
-		p, err := start("sgswitch run --lab", bin, "run", "--lab", "-c", cfg)
+		p, err := benchproc.Start("sgswitch run --lab", bin, "run", "--lab", "-c", cfg)
 		if err != nil {
 			return err
 		}
@@ -267,11 +269,11 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 			if _, err := ctl("stats"); err == nil {
 				break
 			}
-			if !p.running() || time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("sgswitch run is not answering: %s", p.errText())
+			if !p.Running() || time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("sgswitch run is not answering: %s", p.ErrText())
 			}
 		}
-		lt := &lifetime{pid: p.cmd.Process.Pid, startup: time.Since(t0)}
+		lt := &lifetime{pid: p.Pid(), startup: time.Since(t0)}
 		lives = append(lives, lt)
 		return nil
 	}
@@ -297,12 +299,12 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 		}
 	}
 	stopSwitch := func() error {
-		ok := sw.stop(syscall.SIGTERM, 30*time.Second)
+		ok := sw.Stop(syscall.SIGTERM, 30*time.Second)
 		lt := lives[len(lives)-1]
 		if !ok {
 			lt.exitErr = "did not stop within 30s of SIGTERM"
-		} else if sw.err != nil {
-			lt.exitErr = fmt.Sprintf("%v: %s", sw.err, sw.errText())
+		} else if sw.Err() != nil {
+			lt.exitErr = fmt.Sprintf("%v: %s", sw.Err(), sw.ErrText())
 		}
 		sw = nil
 		if lt.exitErr != "" {
@@ -315,7 +317,7 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 	}
 
 	// Agents: short traffic to every other instance, streams to the next two.
-	var agents []*proc
+	var agents []*benchproc.Proc
 	for i := 1; i <= nInst; i++ {
 		var peers []string
 		for j := 1; j <= nInst; j++ {
@@ -324,21 +326,21 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 			}
 		}
 		streams := []string{instIP(i%nInst + 1), instIP((i+1)%nInst + 1)}
-		a, err := start("agent "+instName(i), ipns(instName(i), self, "-role", "agent", "-name", instName(i),
+		a, err := benchproc.Start("agent "+instName(i), benchproc.IPNS(instName(i), self, "-role", "agent", "-name", instName(i),
 			"-peers", strings.Join(peers, ","), "-streams", strings.Join(streams, ","),
 			"-timeout", (o.duration+10*time.Minute).String())...)
 		if err != nil {
 			return false, err
 		}
-		cl.add(func() error { a.stop(syscall.SIGKILL, 2*time.Second); return nil })
+		cl.Add(func() error { a.Stop(syscall.SIGKILL, 2*time.Second); return nil })
 		agents = append(agents, a)
 	}
 	for _, a := range agents {
-		if _, err := a.waitLine(ctx, "ready", 20*time.Second); err != nil {
+		if _, err := a.WaitLine(ctx, "ready", 20*time.Second); err != nil {
 			return false, err
 		}
 	}
-	logf("agents ready; soaking for %s (a driver action every %s, a restart every %s)", o.duration, o.step, o.restartEvery)
+	benchproc.Logf("agents ready; soaking for %s (a driver action every %s, a restart every %s)", o.duration, o.step, o.restartEvery)
 	sleep := func(d time.Duration) error {
 		select {
 		case <-ctx.Done():
@@ -364,12 +366,12 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 		if s, err := procSample(lt.pid); err == nil {
 			lt.max.rssKB, lt.max.fds, lt.max.t = max(lt.max.rssKB, s.rssKB), max(lt.max.fds, s.fds), max(lt.max.t, s.t)
 		}
-		if !sw.running() {
-			return false, fmt.Errorf("sgswitch run exited by itself (%v): %s", sw.err, sw.errText())
+		if !sw.Running() {
+			return false, fmt.Errorf("sgswitch run exited by itself (%v): %s", sw.Err(), sw.ErrText())
 		}
 		for _, a := range agents {
-			if !a.running() {
-				return false, fmt.Errorf("%s exited (%v): %s", a.desc, a.err, a.errText())
+			if !a.Running() {
+				return false, fmt.Errorf("%s exited (%v): %s", a.Desc(), a.Err(), a.ErrText())
 			}
 		}
 		act := actions[step%len(actions)]
@@ -385,7 +387,7 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 			}
 			counts["restart"]++
 			lastRestart = time.Now()
-			logf("restarted the switch (%d): down %s", counts["restart"], lives[len(lives)-1].startup.Round(time.Millisecond))
+			benchproc.Logf("restarted the switch (%d): down %s", counts["restart"], lives[len(lives)-1].startup.Round(time.Millisecond))
 			if err := sleep(3 * time.Second); err != nil {
 				return false, err
 			}
@@ -416,7 +418,7 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 		case "instance remove":
 			_, err = ctl("instance", "remove", extraName)
 		case "reload":
-			err = sw.cmd.Process.Signal(syscall.SIGHUP)
+			err = sw.Signal(syscall.SIGHUP)
 		}
 		if err != nil {
 			return false, fmt.Errorf("driver %s: %w", act, err)
@@ -426,18 +428,18 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 
 	// The end: last samples, stop the traffic, then the counters.
 	endLife()
-	logf("stopping the agents")
+	benchproc.Logf("stopping the agents")
 	results := make([]agentResult, 0, len(agents))
 	for _, a := range agents {
-		_ = a.cmd.Process.Signal(syscall.SIGTERM)
+		_ = a.Signal(syscall.SIGTERM)
 	}
 	for _, a := range agents {
-		if err := a.wait(ctx, 60*time.Second); err != nil {
+		if err := a.Wait(ctx, 60*time.Second); err != nil {
 			return false, err
 		}
 		var r agentResult
-		if err := json.Unmarshal([]byte(lastLine(strings.Join(a.output(), "\n"))), &r); err != nil {
-			return false, fmt.Errorf("%s output: %w", a.desc, err)
+		if err := json.Unmarshal([]byte(benchproc.LastLine(strings.Join(a.Output(), "\n"))), &r); err != nil {
+			return false, fmt.Errorf("%s output: %w", a.Desc(), err)
 		}
 		results = append(results, r)
 	}

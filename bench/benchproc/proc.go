@@ -1,4 +1,8 @@
-package main
+// Package benchproc holds the process and namespace helpers the bench
+// programs share (bench-flood, soak): running commands with timeouts,
+// background processes whose output can be waited on, and cleanups that run
+// in reverse order.
+package benchproc
 
 import (
 	"bufio"
@@ -16,26 +20,26 @@ import (
 	"time"
 )
 
-func logf(format string, args ...any) {
+func Logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-func ipns(ns string, argv ...string) []string {
+func IPNS(ns string, argv ...string) []string {
 	return append([]string{"ip", "netns", "exec", ns}, argv...)
 }
 
-func nsExists(name string) bool {
+func NSExists(name string) bool {
 	_, err := os.Stat(filepath.Join("/run/netns", name))
 	return err == nil
 }
 
-func linkExists(name string) bool {
+func LinkExists(name string) bool {
 	_, err := os.Stat(filepath.Join("/sys/class/net", name))
 	return err == nil
 }
 
 // run runs argv to completion within timeout and returns its stdout.
-func run(ctx context.Context, timeout time.Duration, argv ...string) (string, error) {
+func Run(ctx context.Context, timeout time.Duration, argv ...string) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
@@ -60,18 +64,18 @@ func run(ctx context.Context, timeout time.Duration, argv ...string) (string, er
 }
 
 // cleanups run in reverse order of registration.
-type cleanups struct {
+type Cleanups struct {
 	mu  sync.Mutex
 	fns []func() error
 }
 
-func (c *cleanups) add(fn func() error) {
+func (c *Cleanups) Add(fn func() error) {
 	c.mu.Lock()
 	c.fns = append(c.fns, fn)
 	c.mu.Unlock()
 }
 
-func (c *cleanups) run() error {
+func (c *Cleanups) Run() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
@@ -85,7 +89,7 @@ func (c *cleanups) run() error {
 }
 
 // proc is a background process whose stdout is kept line by line.
-type proc struct {
+type Proc struct {
 	desc   string
 	cmd    *exec.Cmd
 	mu     sync.Mutex
@@ -97,7 +101,7 @@ type proc struct {
 	err    error
 }
 
-type lockedWriter struct{ p *proc }
+type lockedWriter struct{ p *Proc }
 
 func (w lockedWriter) Write(b []byte) (int, error) {
 	w.p.emu.Lock()
@@ -108,7 +112,7 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (p *proc) errText() string {
+func (p *Proc) ErrText() string {
 	p.emu.Lock()
 	defer p.emu.Unlock()
 	s := strings.TrimSpace(p.stderr.String())
@@ -120,10 +124,10 @@ func (p *proc) errText() string {
 
 // start starts argv in its own process group (so that Ctrl-C reaches only
 // the benchmark, which stops it in order); it gets SIGKILL if we die.
-func start(desc string, argv ...string) (*proc, error) {
+func Start(desc string, argv ...string) (*Proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	p := &proc{desc: desc, cmd: cmd, notify: make(chan struct{}, 1), exited: make(chan struct{})}
+	p := &Proc{desc: desc, cmd: cmd, notify: make(chan struct{}, 1), exited: make(chan struct{})}
 	cmd.Stderr = lockedWriter{p}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -151,18 +155,18 @@ func start(desc string, argv ...string) (*proc, error) {
 	return p, nil
 }
 
-func (p *proc) output() []string {
+func (p *Proc) Output() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.lines...)
 }
 
 // waitLine waits for a stdout line starting with prefix.
-func (p *proc) waitLine(ctx context.Context, prefix string, timeout time.Duration) (string, error) {
+func (p *Proc) WaitLine(ctx context.Context, prefix string, timeout time.Duration) (string, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		for _, l := range p.output() {
+		for _, l := range p.Output() {
 			if strings.HasPrefix(l, prefix) {
 				return l, nil
 			}
@@ -170,14 +174,14 @@ func (p *proc) waitLine(ctx context.Context, prefix string, timeout time.Duratio
 		select {
 		case <-p.notify:
 		case <-p.exited:
-			for _, l := range p.output() {
+			for _, l := range p.Output() {
 				if strings.HasPrefix(l, prefix) {
 					return l, nil
 				}
 			}
-			return "", fmt.Errorf("%s ended (%v) before printing %q: %s", p.desc, p.err, prefix, p.errText())
+			return "", fmt.Errorf("%s ended (%v) before printing %q: %s", p.desc, p.err, prefix, p.ErrText())
 		case <-deadline.C:
-			return "", fmt.Errorf("%s: no %q line within %s: %s", p.desc, prefix, timeout, p.errText())
+			return "", fmt.Errorf("%s: no %q line within %s: %s", p.desc, prefix, timeout, p.ErrText())
 		case <-ctx.Done():
 			return "", fmt.Errorf("%s: interrupted", p.desc)
 		}
@@ -185,15 +189,15 @@ func (p *proc) waitLine(ctx context.Context, prefix string, timeout time.Duratio
 }
 
 // wait waits for the process to end by itself.
-func (p *proc) wait(ctx context.Context, timeout time.Duration) error {
+func (p *Proc) Wait(ctx context.Context, timeout time.Duration) error {
 	select {
 	case <-p.exited:
 		if p.err != nil {
-			return fmt.Errorf("%s failed (%v): %s", p.desc, p.err, p.errText())
+			return fmt.Errorf("%s failed (%v): %s", p.desc, p.err, p.ErrText())
 		}
 		return nil
 	case <-time.After(timeout):
-		p.stop(syscall.SIGKILL, time.Second)
+		p.Stop(syscall.SIGKILL, time.Second)
 		return fmt.Errorf("%s: did not finish within %s", p.desc, timeout)
 	case <-ctx.Done():
 		return fmt.Errorf("%s: interrupted", p.desc)
@@ -202,7 +206,7 @@ func (p *proc) wait(ctx context.Context, timeout time.Duration) error {
 
 // stop sends sig, waits up to grace, then kills. It reports whether the
 // process ended within grace.
-func (p *proc) stop(sig syscall.Signal, grace time.Duration) bool {
+func (p *Proc) Stop(sig syscall.Signal, grace time.Duration) bool {
 	select {
 	case <-p.exited:
 		return true
@@ -222,7 +226,7 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) bool {
 	return false
 }
 
-func (p *proc) running() bool {
+func (p *Proc) Running() bool {
 	select {
 	case <-p.exited:
 		return false
@@ -231,7 +235,26 @@ func (p *proc) running() bool {
 	}
 }
 
-func lastLine(s string) string {
+func LastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimSpace(lines[len(lines)-1])
 }
+
+// Pid is the process's id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Err is how the process ended (nil while it runs, or after a clean exit).
+func (p *Proc) Err() error {
+	select {
+	case <-p.exited:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Desc is the description the process was started with.
+func (p *Proc) Desc() string { return p.desc }
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
