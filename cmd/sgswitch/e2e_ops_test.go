@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sgswitch/sgswitch/filter/config"
 	"github.com/sgswitch/sgswitch/switch/lab"
 )
 
@@ -29,19 +28,8 @@ type runLab struct {
 
 func startRunLab(t *testing.T, yaml string) *runLab {
 	t.Helper()
-	requireRoot(t)
-	dir := t.TempDir()
-	socket := filepath.Join(dir, "control.sock")
-	metrics := freePort(t)
-	yaml = strings.Replace(yaml, "switch:\n", "switch:\n  control: "+socket+"\n  metrics: "+metrics+"\n", 1)
-	path := filepath.Join(dir, "lab.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, dir, yaml := labFiles(t, yaml)
+	path := l.cfgPath
 	// Cleanup reads its own copy: a test may break the switch's file on purpose.
 	downPath := filepath.Join(dir, "down.yaml")
 	if err := os.WriteFile(downPath, []byte(yaml), 0o644); err != nil {
@@ -51,7 +39,7 @@ func startRunLab(t *testing.T, yaml string) *runLab {
 	if out, err := exec.Command(sgswitchBin, "lab", "up", "--keep", "-c", path).CombinedOutput(); err != nil {
 		t.Fatalf("lab up --keep: %v\n%s", err, out)
 	}
-	r := &runLab{labRun: &labRun{cfgPath: path, cfg: cfg, socket: socket, metrics: metrics}, t: t}
+	r := &runLab{labRun: l, t: t}
 	t.Cleanup(func() {
 		r.stop()
 		if out, err := exec.Command(sgswitchBin, "lab", "down", "-c", downPath).CombinedOutput(); err != nil {

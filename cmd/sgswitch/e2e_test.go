@@ -67,27 +67,34 @@ type labRun struct {
 	log     *syncWriter
 }
 
-// startLab writes yaml (with a private control socket) and runs `sgswitch lab
-// up` on it until the test ends; then it stops the switch and runs `lab
-// down` so that nothing is left behind even when the test failed.
-func startLab(t *testing.T, yaml string) *labRun {
+// labFiles writes yaml into a fresh directory with a private control socket
+// and metrics port (tests never depend on the defaults) and loads it back.
+func labFiles(t *testing.T, yaml string) (l *labRun, dir, text string) {
 	t.Helper()
 	requireRoot(t)
-	dir := t.TempDir()
+	dir = t.TempDir()
 	socket := filepath.Join(dir, "control.sock")
-	// A private control socket and metrics port: tests never depend on the defaults.
 	metrics := freePort(t)
-	yaml = strings.Replace(yaml, "switch:\n", "switch:\n  control: "+socket+"\n  metrics: "+metrics+"\n", 1)
+	text = strings.Replace(yaml, "switch:\n", "switch:\n  control: "+socket+"\n  metrics: "+metrics+"\n", 1)
 	path := filepath.Join(dir, "lab.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &labRun{cfgPath: path, cfg: cfg, socket: socket, metrics: metrics, log: &syncWriter{}}, dir, text
+}
+
+// startLab writes yaml (with a private control socket) and runs `sgswitch lab
+// up` on it until the test ends; then it stops the switch and runs `lab
+// down` so that nothing is left behind even when the test failed.
+func startLab(t *testing.T, yaml string) *labRun {
+	t.Helper()
+	l, _, _ := labFiles(t, yaml)
+	path := l.cfgPath
 	exec.Command(sgswitchBin, "lab", "down", "-c", path).Run() // leftovers of a crashed run
-	l := &labRun{cfgPath: path, cfg: cfg, socket: socket, metrics: metrics, log: &syncWriter{}}
 	l.cmd = exec.Command(sgswitchBin, "lab", "up", "-c", path)
 	stdout, err := l.cmd.StdoutPipe()
 	if err != nil {
