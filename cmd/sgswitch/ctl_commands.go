@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -17,6 +18,21 @@ import (
 func esc(s string) string { return url.PathEscape(s) }
 
 func (x *ctlCmd) table() *tabwriter.Writer { return tabwriter.NewWriter(x.stdout, 0, 4, 2, ' ', 0) }
+
+// show fetches path into a T and prints it: as JSON with -o json, else as
+// the table draw writes.
+func show[T any](x *ctlCmd, path string, draw func(tw io.Writer, v T)) error {
+	var v T
+	if err := x.c.get(x.ctx, path, &v); err != nil {
+		return err
+	}
+	if x.json() {
+		return printJSON(x.stdout, v)
+	}
+	tw := x.table()
+	draw(tw, v)
+	return tw.Flush()
+}
 
 func dash(s string) string {
 	if s == "" {
@@ -60,20 +76,13 @@ func ctlGroupList(x *ctlCmd, args []string) error {
 	if err := x.parse(args, 0, 0, "[-o json]"); err != nil {
 		return err
 	}
-	var groups []vswitch.GroupView
-	if err := x.c.get(x.ctx, "/v1/security-groups", &groups); err != nil {
-		return err
-	}
-	if x.json() {
-		return printJSON(x.stdout, groups)
-	}
-	tw := x.table()
-	fmt.Fprintln(tw, "NAME\tRULES\tEXTERNAL-SOURCES\tINSTANCES\tDESCRIPTION")
-	for _, g := range groups {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", g.Name, len(g.Rules), dash(strings.Join(g.ExternalSources, ",")),
-			dash(strings.Join(g.Instances, ",")), g.Description)
-	}
-	return tw.Flush()
+	return show(x, "/v1/security-groups", func(tw io.Writer, groups []vswitch.GroupView) {
+		fmt.Fprintln(tw, "NAME\tRULES\tEXTERNAL-SOURCES\tINSTANCES\tDESCRIPTION")
+		for _, g := range groups {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", g.Name, len(g.Rules), dash(strings.Join(g.ExternalSources, ",")),
+				dash(strings.Join(g.Instances, ",")), g.Description)
+		}
+	})
 }
 
 // getGroup fetches one group and the configuration version it is from.
@@ -345,38 +354,24 @@ func ctlInstanceList(x *ctlCmd, args []string) error {
 	if err := x.parse(args, 0, 0, "[-o json]"); err != nil {
 		return err
 	}
-	var list []vswitch.InstanceView
-	if err := x.c.get(x.ctx, "/v1/instances", &list); err != nil {
-		return err
-	}
-	if x.json() {
-		return printJSON(x.stdout, list)
-	}
-	tw := x.table()
-	fmt.Fprintln(tw, "NAME\tTAP\tMAC\tIPV4\tIPV6\tSECURITY-GROUPS\tSMTP-EGRESS")
-	for _, in := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", in.Name, in.TAP, in.MAC, in.IPv4, dash(in.IPv6), strings.Join(in.SecurityGroups, ","), in.SMTPEgress)
-	}
-	return tw.Flush()
+	return show(x, "/v1/instances", func(tw io.Writer, list []vswitch.InstanceView) {
+		fmt.Fprintln(tw, "NAME\tTAP\tMAC\tIPV4\tIPV6\tSECURITY-GROUPS\tSMTP-EGRESS")
+		for _, in := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", in.Name, in.TAP, in.MAC, in.IPv4, dash(in.IPv6), strings.Join(in.SecurityGroups, ","), in.SMTPEgress)
+		}
+	})
 }
 
 func ctlInstanceShow(x *ctlCmd, args []string) error {
 	if err := x.parse(args, 1, 1, "NAME [-o json]"); err != nil {
 		return err
 	}
-	var in vswitch.InstanceView
-	if err := x.c.get(x.ctx, "/v1/instances/"+esc(x.pos[0]), &in); err != nil {
-		return err
-	}
-	if x.json() {
-		return printJSON(x.stdout, in)
-	}
-	tw := x.table()
-	for _, kv := range [][2]string{{"name", in.Name}, {"tap", in.TAP}, {"mac", in.MAC}, {"ipv4", in.IPv4}, {"ipv6", dash(in.IPv6)},
-		{"security-groups", strings.Join(in.SecurityGroups, ", ")}, {"smtp-egress", strconv.FormatBool(in.SMTPEgress)}} {
-		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
-	}
-	return tw.Flush()
+	return show(x, "/v1/instances/"+esc(x.pos[0]), func(tw io.Writer, in vswitch.InstanceView) {
+		for _, kv := range [][2]string{{"name", in.Name}, {"tap", in.TAP}, {"mac", in.MAC}, {"ipv4", in.IPv4}, {"ipv6", dash(in.IPv6)},
+			{"security-groups", strings.Join(in.SecurityGroups, ", ")}, {"smtp-egress", strconv.FormatBool(in.SMTPEgress)}} {
+			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+		}
+	})
 }
 
 const instanceAddUsage = "NAME --mac MAC --ipv4 ADDR/PREFIX [--ipv6 ADDR/PREFIX] [--tap TAP] [--security-groups G1,G2] [--smtp-egress]"
