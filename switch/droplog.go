@@ -46,10 +46,6 @@ type DropLog struct {
 	interval int64        // nanoseconds per line at the sustained rate
 	limit    int64        // burst × interval
 
-	// RuleName names a rule for the "rule" attribute (e.g. Policy.RuleName
-	// of the switch's current policy); nil logs "group#N/direction/index".
-	RuleName func(filter.RuleRef) string
-
 	ports    atomic.Pointer[map[string]*dropPort] // copy-on-write: lookups take no lock
 	mu       sync.Mutex                           // serialises adding a port
 	overflow atomic.Uint64                        // drops of ports past maxDropLogPorts
@@ -92,13 +88,11 @@ func NewDropLog(log *slog.Logger, perSecond float64, burst int, now func() int64
 	return d
 }
 
-// Attach makes d name rules by s's policy in force and read the time from
-// s's clock, which Run keeps current to the millisecond: one atomic load
+// Attach makes d read the time from s's clock, which Run keeps current to the millisecond: one atomic load
 // instead of a clock read (about 25 ns, and several times that on some
 // virtual machines) per drop. Call it before s runs.
 func (d *DropLog) Attach(s *Switch) {
 	d.now = s.clock.Now
-	d.RuleName = func(r filter.RuleRef) string { return s.Policy().RuleName(r) }
 }
 
 // Drop logs a dropped frame unless its (port, reason) is over its rate. It
@@ -174,9 +168,6 @@ func (d *DropLog) port(name string) *dropPort {
 func (d *DropLog) write(ctx context.Context, port string, r Result, f *filter.Frame, suppressed uint64) {
 	attrs := make([]slog.Attr, 0, 16)
 	attrs = append(attrs, slog.String("port", port), slog.String("verdict", r.Verdict.String()), slog.String("reason", r.Reason.String()))
-	if r.HasRule {
-		attrs = append(attrs, slog.String("rule", d.ruleName(r.Rule)))
-	}
 	if f != nil {
 		attrs = append(attrs, slog.Int("len", len(f.Buf)))
 		if len(f.Buf) >= 14 {
@@ -218,13 +209,6 @@ func (d *DropLog) write(ctx context.Context, port string, r Result, f *filter.Fr
 		attrs = append(attrs, slog.Uint64("suppressed", suppressed))
 	}
 	d.log.LogAttrs(ctx, slog.LevelInfo, "frame dropped", attrs...)
-}
-
-func (d *DropLog) ruleName(r filter.RuleRef) string {
-	if d.RuleName != nil {
-		return d.RuleName(r)
-	}
-	return "group#" + strconv.Itoa(int(r.Group)) + "/" + r.Dir.String() + "/" + strconv.Itoa(int(r.Index))
 }
 
 // Flush logs, for every (port, reason) that suppressed lines since its last

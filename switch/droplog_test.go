@@ -217,17 +217,6 @@ func TestDropLogFormat(t *testing.T) {
 		t.Errorf("ARP line has src_ip: %v", recs[3])
 	}
 
-	// The rule, when a drop names one: by the switch's policy, or by number.
-	r := Result{Verdict: filter.Drop, Reason: filter.ReasonEgressPolicy, HasRule: true, Rule: filter.RuleRef{Group: 1, Index: 1}}
-	f := decoded(t, ft.TCP(db1, outside, 1, 80, "S", 1, 0, nil))
-	d.Drop("db1", r, f)
-	d.Attach(s)
-	d.Drop("db1", r, f)
-	recs = buf.records(t)
-	if len(recs) != 2 || recs[0]["rule"] != "group#1/ingress/1" || recs[1]["rule"] != "db/ingress/1" {
-		t.Errorf("rule names: %v", recs)
-	}
-
 	// Text: the same fields as key=value.
 	var text lineBuffer
 	NewDropLogger(slog.New(slog.NewTextHandler(&text, nil)), 1, 1)("web1", Result{Verdict: filter.Drop, Reason: filter.ReasonSpoofIP, Out: -1},

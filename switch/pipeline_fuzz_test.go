@@ -324,12 +324,12 @@ func (fz *pipelineFuzzer) step(in int, frame []byte) {
 	decoded := f.Decode(eth) == filter.ReasonNone
 	switch r.Verdict {
 	case filter.Drop:
-		if r.Out != -1 || r.Replied {
+		if r.Out != -1 || r.Replied() {
 			fail("a drop with an output port or a reply")
 		}
 		return
 	case filter.Local:
-		if r.Replied {
+		if r.Replied() {
 			if r.Out != int32(in) {
 				fail("a local answer that does not go back out of the ingress port")
 			}
@@ -340,7 +340,7 @@ func (fz *pipelineFuzzer) step(in int, frame []byte) {
 		return
 	}
 	// Forward.
-	if r.Replied {
+	if r.Replied() {
 		fail("a forwarded frame with a reply")
 	}
 	if r.Out < 0 || int(r.Out) >= fz.s.NumPorts() || r.Out == int32(in) {

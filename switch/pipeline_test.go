@@ -130,14 +130,14 @@ func TestPipeline(t *testing.T) {
 	for _, tc := range tests {
 		r := s.Process(tc.in, tc.frame, &sc)
 		rule := ""
-		if r.HasRule {
+		if r.HasRule() {
 			rule = s.Policy().RuleName(r.Rule)
 		}
 		if r.Verdict != tc.verdict || r.Reason != tc.reason || r.Out != tc.out || rule != tc.rule {
 			t.Errorf("%s: got %v/%v out %d rule %q, want %v/%v out %d rule %q", tc.name,
 				r.Verdict, r.Reason, r.Out, rule, tc.verdict, tc.reason, tc.out, tc.rule)
 		}
-		if r.Verdict == filter.Local && r.Reason != filter.ReasonAnnounce && !r.Replied {
+		if r.Verdict == filter.Local && r.Reason != filter.ReasonAnnounce && !r.Replied() {
 			t.Errorf("%s: local verdict without a reply", tc.name)
 		}
 	}
@@ -180,7 +180,7 @@ func TestResponders(t *testing.T) {
 	})
 	dhcp := func(t *testing.T, frame []byte) *layers.DHCPv4 {
 		t.Helper()
-		if r := s.Process(pWeb1, frame, &sc); !r.Replied {
+		if r := s.Process(pWeb1, frame, &sc); !r.Replied() {
 			t.Fatalf("no reply: %v/%v", r.Verdict, r.Reason)
 		}
 		p := gopacket.NewPacket(sc.Reply(), layers.LayerTypeEthernet, gopacket.Default)

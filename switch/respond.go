@@ -54,7 +54,10 @@ func (s *Switch) respond(st *state, in int32, sc *Scratch, answer answerFunc) Re
 	default:
 		return drop(reason) // e.g. a DHCP request for another MAC: not answered
 	}
-	return Result{Verdict: filter.Local, Reason: reason, Out: in, Replied: reply != nil}
+	if reply == nil {
+		return Result{Verdict: filter.Local, Reason: reason, Out: -1}
+	}
+	return Result{Verdict: filter.Local, Reason: reason, Out: in}
 }
 
 // answerARP answers a request for an address the switch knows, on behalf of its owner.

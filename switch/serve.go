@@ -80,7 +80,7 @@ func (s *Switch) serve(pr *portRuntime) error {
 			// What leaves is the frame as decoded: Ethernet padding after the
 			// IP datagram is trimmed (OVS CVE-2020-35498).
 			s.forward(pr, sc.st.ports[r.Out], buf, pr.vnetLen+len(sc.frame.Buf))
-		case r.Replied:
+		case r.Replied():
 			s.reply(pr, &sc)
 		}
 	}

@@ -40,7 +40,7 @@ func (s *Switch) Trace(in int, frame []byte) Trace {
 	var sc Scratch
 	r := s.Process(in, frame, &sc)
 	tr := Trace{From: s.portLabel(st, int32(in)), Verdict: r.Verdict.String(), Reason: r.Reason.String()}
-	if r.HasRule {
+	if r.HasRule() {
 		tr.Rule = st.policy.RuleName(r.Rule)
 	}
 	if r.Verdict == filter.Forward {

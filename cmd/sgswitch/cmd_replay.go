@@ -143,7 +143,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if r.Verdict == filter.Forward {
 				out = labels[r.Out]
 			}
-			if r.HasRule {
+			if r.HasRule() {
 				rule = sw.Policy().RuleName(r.Rule)
 			}
 			line = appendVerdict(line[:0], i+1, in, out, r.Verdict, r.Reason, rule)

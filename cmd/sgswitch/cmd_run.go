@@ -105,7 +105,7 @@ func newSwitch(cfg *config.Config, log *slog.Logger, drops *vswitch.DropLog, per
 	}
 	sw, err := vswitch.New(cfg, opt)
 	if err == nil && drops != nil {
-		drops.Attach(sw) // rule names and the switch's clock
+		drops.Attach(sw) // the switch's clock
 	}
 	return sw, err
 }
