@@ -119,10 +119,15 @@ func isICMP(proto uint8) bool { return proto == protoICMP || proto == protoICMPv
 // reports whether it swapped them: then the packet runs from the stored key's
 // Dst side to its Src side. The order itself is arbitrary (it compares machine
 // words); it only has to be total.
-func canonicalize(k *Key) (swapped bool) {
-	s0, d0 := binary.LittleEndian.Uint64(k.Src[:8]), binary.LittleEndian.Uint64(k.Dst[:8])
-	s1, d1 := binary.LittleEndian.Uint64(k.Src[8:]), binary.LittleEndian.Uint64(k.Dst[8:])
-	sp, dp := uint64(k.SrcPort), uint64(k.DstPort)
+func canonicalize(k *Key) (swapped bool) { return canonicalizeFrom(k, k) }
+
+// canonicalizeFrom sets k to from with its endpoints ordered (see
+// canonicalize), reading from word by word rather than copying it whole.
+func canonicalizeFrom(k, from *Key) (swapped bool) {
+	s0, d0 := binary.LittleEndian.Uint64(from.Src[:8]), binary.LittleEndian.Uint64(from.Dst[:8])
+	s1, d1 := binary.LittleEndian.Uint64(from.Src[8:]), binary.LittleEndian.Uint64(from.Dst[8:])
+	sp, dp := uint64(from.SrcPort), uint64(from.DstPort)
+	k.Proto, k.Zone = from.Proto, from.Zone
 	// Without branches: which way a packet's endpoints sort is a coin toss
 	// the CPU cannot predict. The borrow of (d0,d1,dp) - (s0,s1,sp) is 1
 	// exactly when the destination sorts first.

@@ -238,10 +238,10 @@ const (
 // whoever has the smaller address: its direction comes from the message type,
 // not from the addresses, since both directions carry the same identifier.
 func orient(p *Packet, k *Key) (swapped, ok bool) {
-	*k = p.Key
-	if !isICMP(k.Proto) {
-		return canonicalize(k), true
+	if !isICMP(p.Key.Proto) {
+		return canonicalizeFrom(k, &p.Key), true
 	}
+	*k = p.Key
 	switch {
 	case k.Proto == protoICMP && p.ICMPType == icmpEchoRequest,
 		k.Proto == protoICMPv6 && p.ICMPType == icmpv6EchoRequest:

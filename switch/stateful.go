@@ -50,7 +50,7 @@ func (s *Switch) track(st *state, in, out int32, f *filter.Frame, sc *Scratch) R
 	// Field by field into the scratch packet: a composite literal would be
 	// built on the stack and copied, 120 bytes per frame.
 	src, dst := f.AddrBytes()
-	p.Key = conntrack.KeyFromBytes(f.Proto, src, dst, sport, dport, 0)
+	p.Key.SetFromBytes(f.Proto, src, dst, sport, dport, 0)
 	p.TCPFlags, p.ICMPType, p.WScale, p.Window = f.TCPFlags, f.ICMPType, f.TCPWScale, f.TCPWindow
 	p.Seq, p.Ack, p.PayloadLen, p.Len = f.TCPSeq, f.TCPAck, f.PayloadLen, len(f.Buf)-f.L3
 	res := s.ct.Track(p)
