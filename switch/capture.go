@@ -20,6 +20,9 @@ type CapturedFrame struct {
 	Time time.Time
 }
 
+// captureChunk is the size of ReadCapture's frame chunks.
+const captureChunk = 16 << 20
+
 // ReadCapture loads every frame of a pcap or pcapng file (Ethernet link
 // type) into memory, so that replaying it measures the pipeline and not the
 // disk. Errors name the file and, for a damaged file, the frame.
@@ -50,6 +53,12 @@ func ReadCapture(path string) ([]CapturedFrame, error) {
 		return nil, fmt.Errorf("%s: link type %v; sgswitch replays Ethernet captures only", path, lt)
 	}
 	var frames []CapturedFrame
+	// The frames lie back to back in large chunks, in capture order, as in a
+	// NIC's receive ring, rather than one allocation each: Go's allocator
+	// puts each size class in its own spans, so frames of different sizes
+	// would be scattered, and the replay's first touch of every frame would
+	// miss the cache instead of streaming (a third of the replay's time).
+	var arena []byte
 	for {
 		data, ci, err := src.ReadPacketData()
 		if errors.Is(err, io.EOF) {
@@ -62,7 +71,12 @@ func ReadCapture(path string) ([]CapturedFrame, error) {
 			return nil, fmt.Errorf("%s: frame %d: captured %d of %d bytes; replay needs whole frames (capture with a larger snap length)",
 				path, len(frames)+1, ci.CaptureLength, ci.Length)
 		}
-		frames = append(frames, CapturedFrame{Data: data, Time: ci.Timestamp})
+		if len(arena)+len(data) > cap(arena) {
+			arena = make([]byte, 0, max(captureChunk, len(data)))
+		}
+		at := len(arena)
+		arena = append(arena, data...)
+		frames = append(frames, CapturedFrame{Data: arena[at:len(arena):len(arena)], Time: ci.Timestamp})
 	}
 }
 
