@@ -177,7 +177,7 @@ func trackTCP(e *entry, p *Packet, dir Dir) (step, State) {
 	}
 	snd, rcv := e.side(dir), e.side(1-dir)
 	if kind == idxRst {
-		if !exactRST(e.state, dir, &snd, &rcv, p) {
+		if !validRST(e.state, dir, &snd, &rcv, p) {
 			return stepInvalid, e.state
 		}
 		return stepAdvance, next
@@ -190,10 +190,29 @@ func trackTCP(e *entry, p *Packet, dir Dir) (step, State) {
 	return stepAdvance, next
 }
 
-// exactRST accepts an RST only at exactly the sequence number its receiver
-// expects next (RFC 5961 3.2): anything else, even inside the window, may be a
-// blind injection, and Linux's conntrack selftests expect it to leave the
-// connection alone.
+// validRST judges an RST as Linux does. On an ESTABLISHED connection it must
+// be exact: at the sequence number its receiver expects next (RFC 5961 3.2);
+// anything else, even inside the window, may be a blind injection, and
+// Linux's conntrack selftests expect it to leave the connection alone. In
+// every other state (opening or closing) an RST inside the window is enough
+// (nf_conntrack_proto_tcp checks exactness only when the connection is
+// established): a stack resets a half-closed connection with the sequence
+// number its peer last acknowledged, which may lie behind the exact one.
+// The window copies inWindow updates are discarded by the caller.
+func validRST(state State, dir Dir, snd, rcv *tcpSide, p *Packet) bool {
+	if exactRST(state, dir, snd, rcv, p) {
+		return true
+	}
+	switch state {
+	case StateEstablished, StateSynSent:
+		return false
+	}
+	s, r := *snd, *rcv
+	return inWindow(state, dir, &s, &r, p)
+}
+
+// exactRST reports whether an RST carries exactly the sequence number its
+// receiver expects next.
 func exactRST(state State, dir Dir, snd, rcv *tcpSide, p *Packet) bool {
 	if state == StateSynSent && dir == Reply {
 		// The answer to a SYN sent to a closed port carries no usable
@@ -251,8 +270,9 @@ func inWindow(state State, dir Dir, snd, rcv *tcpSide, p *Packet) bool {
 	if f&tcpAck == 0 {
 		ack = rcv.end
 	}
-	if seq == end {
-		// No data: only the acknowledgement can be checked.
+	if seq == end && f&tcpRst == 0 {
+		// No data: only the acknowledgement can be checked. An RST is
+		// always checked by its sequence number too (as in Linux).
 		seq, end = snd.end, snd.end
 	}
 	maxack := max(snd.maxwin, 66000)

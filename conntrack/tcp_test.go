@@ -423,9 +423,11 @@ func TestInsertRace(t *testing.T) {
 	}
 }
 
-// After a FIN, an RST may carry the FIN's own sequence number (the receiver
-// had not seen the FIN yet; Linux resets a closed socket that way) — one
-// below the exact value — but nothing further behind.
+// After a FIN the connection is no longer established, and an RST need
+// only lie inside the window, as in Linux: at the FIN's own sequence number
+// (the receiver had not seen the FIN yet; Linux resets a closed socket that
+// way), or further behind (the sequence number the peer last acknowledged);
+// one outside the window is still invalid.
 func TestTCPRSTAfterFIN(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -434,7 +436,9 @@ func TestTCPRSTAfterFIN(t *testing.T) {
 	}{
 		{"at the FIN's sequence number", ^uint32(0), Valid},
 		{"exact", 0, Valid},
-		{"two behind", ^uint32(1), Invalid},
+		{"two behind, inside the window", ^uint32(1), Valid},
+		{"a window behind", ^uint32(0) - 1<<20, Invalid},
+		{"beyond the window", 1 << 30, Invalid},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tab, _ := newTestTable(Config{})
