@@ -17,11 +17,11 @@ import (
 // by a port that has one.
 const headroom = port.VnetHdrSize
 
-// Run serves every port until ctx is cancelled or a port fails. Each port has
-// one worker goroutine that reads a frame, runs the pipeline and writes the
-// result, run to completion: no channel hand-off per frame. Ports added by
-// Apply while Run serves get their worker at once. Run closes the ports when
-// it returns.
+// Run serves every port until ctx is cancelled or a port fails. Each queue
+// of a port (one, or those of a multi-queue TAP) has one worker goroutine
+// that reads a frame, runs the pipeline and writes the result, run to
+// completion: no channel hand-off per frame. Ports added by Apply while Run
+// serves get their workers at once. Run closes the ports when it returns.
 func (s *Switch) Run(ctx context.Context) error {
 	if s.open == nil {
 		return errPortsClosed
@@ -30,7 +30,11 @@ func (s *Switch) Run(ctx context.Context) error {
 	g.Go(func() error { s.clock.run(ctx, time.Millisecond); return nil })
 	g.Go(func() error { s.ct.Run(ctx, time.Second); return nil })
 	s.mu.Lock()
-	s.spawn = func(pr *portRuntime) { g.Go(func() error { return s.serve(pr) }) }
+	s.spawn = func(pr *portRuntime) {
+		for q := range pr.queues {
+			g.Go(func() error { return s.serve(pr, q) })
+		}
+	}
 	for _, pr := range s.state.Load().ports {
 		if pr != nil {
 			s.spawn(pr)
@@ -56,12 +60,13 @@ func (s *Switch) Run(ctx context.Context) error {
 	return err
 }
 
-// serve is one port's worker.
-func (s *Switch) serve(pr *portRuntime) error {
+// serve is the worker of queue q of a port.
+func (s *Switch) serve(pr *portRuntime, q int) error {
 	buf := make([]byte, headroom+port.BufSize)
 	var sc Scratch
+	src := pr.queues[q]
 	for {
-		n, err := pr.port.Read(buf[headroom:])
+		n, err := src.Read(buf[headroom:])
 		if err != nil {
 			if pr.removed.Load() {
 				return nil // taken out of the configuration
@@ -79,16 +84,17 @@ func (s *Switch) serve(pr *portRuntime) error {
 		case r.Verdict == filter.Forward:
 			// What leaves is the frame as decoded: Ethernet padding after the
 			// IP datagram is trimmed (OVS CVE-2020-35498).
-			s.forward(pr, sc.st.ports[r.Out], buf, pr.vnetLen+len(sc.frame.Buf))
+			s.forward(pr, sc.st.ports[r.Out], q, buf, pr.vnetLen+len(sc.frame.Buf))
 		case r.Replied():
-			s.reply(pr, &sc)
+			s.reply(pr, q, &sc)
 		}
 	}
 }
 
 // forward writes the frame in buf[headroom:headroom+n], read from port in,
-// to port out, adding or removing the virtio-net header as the two ports need.
-func (s *Switch) forward(in, out *portRuntime, buf []byte, n int) {
+// to port out through its queue q, adding or removing the virtio-net header
+// as the two ports need.
+func (s *Switch) forward(in, out *portRuntime, q int, buf []byte, n int) {
 	frame := buf[headroom : headroom+n]
 	inHL, outHL := in.vnetLen, out.vnetLen
 	switch {
@@ -110,11 +116,11 @@ func (s *Switch) forward(in, out *portRuntime, buf []byte, n int) {
 		out.counters.TxErrors.Add(1)
 		return
 	}
-	s.write(out, frame)
+	s.write(out, q, frame)
 }
 
-// reply sends a local responder's answer back out of port in.
-func (s *Switch) reply(in *portRuntime, sc *Scratch) {
+// reply sends a local responder's answer back out of port in, through its queue q.
+func (s *Switch) reply(in *portRuntime, q int, sc *Scratch) {
 	b := sc.reply.buf
 	if hl := in.vnetLen; hl > 0 {
 		h, err := b.PrependBytes(hl)
@@ -123,12 +129,14 @@ func (s *Switch) reply(in *portRuntime, sc *Scratch) {
 		}
 		clear(h)
 	}
-	s.write(in, b.Bytes())
+	s.write(in, q, b.Bytes())
 }
 
-func (s *Switch) write(out *portRuntime, frame []byte) {
+// write sends frame out of port out through the queue that the worker of
+// queue q of the ingress port uses: the same number, modulo out's queues.
+func (s *Switch) write(out *portRuntime, q int, frame []byte) {
 	c := &out.counters
-	if _, err := out.port.Write(frame); err != nil {
+	if _, err := out.queues[q%len(out.queues)].Write(frame); err != nil {
 		c.TxErrors.Add(1)
 		return
 	}

@@ -60,6 +60,10 @@ type portRuntime struct {
 	id       int32
 	device   string
 	port     port.Port // nil in pipeline-only use (replay, tests)
+	// queues are port's queues (port.Queues): one worker reads each, and a
+	// worker forwarding a frame here writes it to the queue of its own
+	// number, so that workers of different queues do not share a descriptor.
+	queues   []port.Port
 	vnetLen  int
 	counters Counters
 	limit    *tokenBucket // budget of the local responders
@@ -252,7 +256,7 @@ func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added [
 			if err != nil {
 				return -1, err
 			}
-			pr.port, pr.vnetLen = p, p.VnetHdrLen()
+			pr.port, pr.queues, pr.vnetLen = p, port.Queues(p), p.VnetHdrLen()
 		}
 		added = append(added, pr)
 		st.ports = append(st.ports, pr)

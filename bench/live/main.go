@@ -67,7 +67,7 @@ func main() {
 type benchFlags struct {
 	bin, out        string
 	quick, clean    bool
-	rounds          int
+	rounds, queues  int
 	senders         string
 	testTime, rrDur time.Duration
 }
@@ -81,6 +81,7 @@ func mainBench() int {
 	fs.IntVar(&f.rounds, "rounds", 3, "rounds; each measures both setups, alternating which goes first; medians are reported")
 	fs.DurationVar(&f.testTime, "time", 5*time.Second, "duration of each TCP throughput and UDP packet-rate test (iperf3 rounds to whole seconds)")
 	fs.DurationVar(&f.rrDur, "rr-time", 3*time.Second, "duration of each TCP_RR test")
+	fs.IntVar(&f.queues, "queues", 2, "queues per sgswitch TAP (the configuration's switch.queues), one worker each")
 	fs.StringVar(&f.senders, "udp-senders", "1,2", "comma-separated `counts` of threads sending the 64-byte UDP flood (each its own socket); one test per count")
 	fs.BoolVar(&f.clean, "cleanup", false, "remove namespaces and links left behind by a killed run, then exit")
 	fs.BoolVar(&verbose, "v", false, "print every command")
@@ -113,8 +114,8 @@ func mainBench() int {
 		}
 	}
 	senders, serr := parseCounts(f.senders)
-	if f.rounds < 1 || f.testTime < time.Second || f.rrDur <= 0 || serr != nil {
-		fmt.Fprintln(os.Stderr, "bench-live: -rounds must be >= 1, -time >= 1s, -rr-time > 0, -udp-senders a list of counts >= 1 like 1,2")
+	if f.rounds < 1 || f.queues < 1 || f.testTime < time.Second || f.rrDur <= 0 || serr != nil {
+		fmt.Fprintln(os.Stderr, "bench-live: -rounds and -queues must be >= 1, -time >= 1s, -rr-time > 0, -udp-senders a list of counts >= 1 like 1,2")
 		return 2
 	}
 	// The first SIGINT/SIGTERM/SIGHUP cancels the run; cleanup then runs on
@@ -197,9 +198,9 @@ func bench(ctx context.Context, f benchFlags, senders []int) (err error) {
 
 	o := options{rounds: f.rounds, testTime: f.testTime, rrTime: f.rrDur, udpWarmup: 500 * time.Millisecond,
 		settleTime: 500 * time.Millisecond, udpSenders: senders, self: self}
-	logf("setting up sgswitch (lab) and the kernel bridge; %d round(s), %s per throughput/packet-rate test, %s per TCP_RR test",
-		o.rounds, o.testTime, o.rrTime)
-	sg, control, err := upSgswitch(ctx, cl, bin, tmp)
+	logf("setting up sgswitch (lab, %d queue(s) per TAP) and the kernel bridge; %d round(s), %s per throughput/packet-rate test, %s per TCP_RR test",
+		f.queues, o.rounds, o.testTime, o.rrTime)
+	sg, control, err := upSgswitch(ctx, cl, bin, tmp, f.queues)
 	if err != nil {
 		return err
 	}

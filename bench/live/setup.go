@@ -160,10 +160,11 @@ func ensurePackages(ctx context.Context) error {
 
 // sgswitchConfig is the lab configuration: b admits the benchmark's TCP and
 // UDP ports from the subnet, a admits nothing; egress is open on both.
-func sgswitchConfig(control string) string {
+func sgswitchConfig(control string, queues int) string {
 	return fmt.Sprintf(`# written by bench/live: the live comparison with the kernel bridge
 switch:
   control: %s
+  queues: %d
 security-groups:
   - name: bl-client
     description: the benchmark client; no ingress, default egress
@@ -176,15 +177,15 @@ security-groups:
 instances:
   - {name: %s, tap: %s, mac: "%s", ipv4: %s/%d, security-groups: [bl-client]}
   - {name: %s, tap: %s, mac: "%s", ipv4: %s/%d, security-groups: [bl-server]}
-`, control, sgNSA, sgTapA, macA, addrA, prefixLen, sgNSB, sgTapB, macB, addrB, prefixLen)
+`, control, queues, sgNSA, sgTapA, macA, addrA, prefixLen, sgNSB, sgTapB, macB, addrB, prefixLen)
 }
 
 // upSgswitch writes the configuration, starts `sgswitch lab up` and waits
 // for its "lab up:" line.
-func upSgswitch(ctx context.Context, cl *cleanups, bin, tmp string) (*setup, string, error) {
+func upSgswitch(ctx context.Context, cl *cleanups, bin, tmp string, queues int) (*setup, string, error) {
 	control := filepath.Join(tmp, "control.sock")
 	cfg := filepath.Join(tmp, "sgswitch.yaml")
-	if err := os.WriteFile(cfg, []byte(sgswitchConfig(control)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(sgswitchConfig(control, queues)), 0o644); err != nil {
 		return nil, "", err
 	}
 	if _, err := run(ctx, 20*time.Second, bin, "check", "-c", cfg); err != nil {

@@ -94,7 +94,7 @@ func (o *logOptions) dropLog(log *slog.Logger) *vswitch.DropLog {
 // inLab opens each TAP inside its lab namespace instead (`run --lab`, `lab up`).
 func newSwitch(cfg *config.Config, log *slog.Logger, drops *vswitch.DropLog, persist, inLab bool) (*vswitch.Switch, error) {
 	opt := vswitch.Options{Logger: log, OpenPort: func(device string) (port.Port, error) {
-		o := port.TAPOptions{Offload: cfg.Switch.Offload, Persist: persist}
+		o := port.TAPOptions{Offload: cfg.Switch.Offload, Persist: persist, Queues: cfg.Switch.Queues}
 		if inLab {
 			return lab.OpenTAP(cfg, device, o)
 		}
@@ -324,7 +324,7 @@ func createTAPs(cfg *config.Config) error {
 		devices = append(devices, cfg.Uplink.Port)
 	}
 	for _, d := range devices {
-		p, err := port.OpenTAP(d, port.TAPOptions{Offload: cfg.Switch.Offload, Persist: true})
+		p, err := port.OpenTAP(d, port.TAPOptions{Offload: cfg.Switch.Offload, Persist: true, Queues: cfg.Switch.Queues})
 		if err != nil {
 			lab.Down(cfg)
 			return err

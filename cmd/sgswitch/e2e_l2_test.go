@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -10,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
+	"github.com/sgswitch/sgswitch/filter/config"
 	ft "github.com/sgswitch/sgswitch/filter/framegen"
 	"github.com/sgswitch/sgswitch/switch/lab"
 )
@@ -164,5 +168,46 @@ ip -4 addr add "$ip/$subnet" dev "$interface"
 	}
 	if r := l.reasons(t, a.Name); r["dhcp-reply"] < 2 {
 		t.Errorf("dhcp-reply counter %d, want an offer and an ack", r["dhcp-reply"])
+	}
+}
+
+// TestE2EMultiQueue runs the layer-2 lab with two queues per TAP: each TAP
+// is a multi-queue device inside its namespace, and pings and TCP flows,
+// which the kernel spreads over the queues (and so over two workers per
+// port), arrive whole both ways.
+func TestE2EMultiQueue(t *testing.T) {
+	l := startLab(t, strings.Replace(l2Config, "switch:\n", "switch:\n  queues: 2\n", 1))
+	a, b := l.instance("e2e-a"), l.instance("e2e-b")
+	for _, in := range []*config.Instance{a, b} {
+		err := lab.Do(in.Name, func() error {
+			link, err := netlink.LinkByName(in.TAP)
+			if err != nil {
+				return err
+			}
+			if tt, ok := link.(*netlink.Tuntap); !ok || tt.Flags&netlink.TUNTAP_MULTI_QUEUE == 0 {
+				return fmt.Errorf("%s is %#v, not a multi-queue TAP", in.TAP, link)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", in.Name, err)
+		}
+	}
+	for _, c := range []struct {
+		from string
+		to   netip.Addr
+	}{{a.Name, b.IPv4.Addr()}, {b.Name, a.IPv6.Addr()}} {
+		if err := lab.Ping(c.from, c.to, 3*time.Second); err != nil {
+			t.Errorf("ping from %s to %s: %v", c.from, c.to, err)
+		}
+	}
+	for i := range 8 {
+		client, server, addr := a.Name, b.Name, b.IPv4.Addr()
+		if i%2 == 1 {
+			client, server, addr = b.Name, a.Name, a.IPv4.Addr()
+		}
+		if err := tcpExchange(t, client, server, addr, 5101+i); err != nil {
+			t.Errorf("tcp flow %d from %s to %s: %v\ncounters: %s", i, client, server, err, l.ctl(t, "stats"))
+		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 // (unknown-field messages quote these lists).
 var (
 	topFields       = []string{"switch", "uplink", "security-groups", "instances"}
-	switchFields    = []string{"control", "metrics", "conntrack", "persist-established", "offload", "uplink-macs", "mac-ageing", "dhcp"}
+	switchFields    = []string{"control", "metrics", "conntrack", "persist-established", "offload", "queues", "uplink-macs", "mac-ageing", "dhcp"}
 	conntrackFields = []string{"max", "per-instance-max", "timeouts"}
 	dhcpFields      = []string{"dns", "lease-time"}
 	uplinkFields    = []string{"port", "gateway", "lab-hosts"}
@@ -76,6 +76,7 @@ func defaultSwitch() Switch {
 		Conntrack:     Conntrack{Max: DefaultConntrackMax, PerInstance: DefaultPerInstance},
 		DHCP:          DHCP{LeaseTime: DefaultLeaseTime},
 		Offload:       true,
+		Queues:        1,
 		MaxUplinkMACs: DefaultUplinkMACs,
 		MACAgeing:     DefaultMACAgeing,
 	}
@@ -131,6 +132,11 @@ func (p *parser) decodeSwitch(n *yaml.Node, s *Switch) {
 	if v := m.val("offload"); v != nil {
 		if b, ok := p.boolean(v, m.field("offload")); ok {
 			s.Offload = b
+		}
+	}
+	if v := m.val("queues"); v != nil {
+		if n, ok := p.integer(v, m.field("queues"), 1, MaxQueues, "give a number of queues per TAP from 1 to 16 (about one per core)"); ok {
+			s.Queues = int(n)
 		}
 	}
 	if v := m.val("uplink-macs"); v != nil {

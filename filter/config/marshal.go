@@ -95,6 +95,9 @@ func marshalSwitch(s *Switch) *yaml.Node {
 	if !s.Offload {
 		put(m, "offload", boolNode(false))
 	}
+	if s.Queues != 1 {
+		put(m, "queues", intNode(int64(s.Queues)))
+	}
 	if s.MaxUplinkMACs != DefaultUplinkMACs {
 		put(m, "uplink-macs", intNode(int64(s.MaxUplinkMACs)))
 	}

@@ -38,7 +38,7 @@ var errorCases = []struct {
 	{"unknown top field", "switches: {}\n", []string{
 		"x.yaml:1: switches: unknown field; valid fields here are switch, uplink, security-groups, instances"}},
 	{"unknown switch field", "switch:\n  conntrack-max: 5\n", []string{
-		"x.yaml:2: switch.conntrack-max: unknown field; valid fields here are control, metrics, conntrack, persist-established, offload, uplink-macs, mac-ageing, dhcp"}},
+		"x.yaml:2: switch.conntrack-max: unknown field; valid fields here are control, metrics, conntrack, persist-established, offload, queues, uplink-macs, mac-ageing, dhcp"}},
 	{"unknown conntrack field", "switch: {conntrack: {size: 5}}\n", []string{
 		"x.yaml:1: switch.conntrack.size: unknown field; valid fields here are max, per-instance-max, timeouts"}},
 	{"unknown dhcp field", "switch:\n  dhcp: {router: 10.0.0.1}\n", []string{

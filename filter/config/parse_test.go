@@ -38,6 +38,7 @@ instances:
 			Conntrack:     Conntrack{Max: 1048576, PerInstance: 131072},
 			DHCP:          DHCP{LeaseTime: 86400 * time.Second},
 			Offload:       true,
+			Queues:        1,
 			MaxUplinkMACs: 4096,
 			MACAgeing:     300 * time.Second,
 		},

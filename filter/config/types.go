@@ -37,6 +37,7 @@ type Switch struct {
 	PersistEstablished bool          // `persist-established`
 	DHCP               DHCP          // `dhcp`
 	Offload            bool          // `offload`: virtio-net header + TSO/GSO on TAPs (default true)
+	Queues             int           // `queues`: queues per TAP, each served by its own worker (default 1; more: multi-queue TAPs)
 	Line               int           // line of the `switch:` key, 0 if absent
 	MaxUplinkMACs      int           // `uplink-macs`: bound of the MAC table learned on the uplink (default 4096)
 	MACAgeing          time.Duration // `mac-ageing`: a learned uplink MAC not seen for this long is forgotten (default 300s)
@@ -219,4 +220,6 @@ const (
 	DefaultLeaseTime     = 86400 * time.Second
 	DefaultGroup         = "default"
 	MaxDescriptionLength = 255
+	// MaxQueues bounds `queues` (port.MaxQueues, which config does not import).
+	MaxQueues = 16
 )

@@ -27,7 +27,17 @@ type TAPOptions struct {
 	// that was already persistent (made by the hypervisor or `ip tuntap add`)
 	// stays persistent either way.
 	Persist bool
+	// Queues above 1 opens a multi-queue TAP (IFF_MULTI_QUEUE) with that many
+	// queues: the kernel spreads the instance's flows over them by hash, and
+	// the switch reads each with a worker of its own, so that one busy
+	// instance can use more than one core. An existing multi-queue TAP is
+	// always opened as one, with max(Queues, 1) queues.
+	Queues int
 }
+
+// MaxQueues bounds TAPOptions.Queues (the kernel's limit is 256; past the
+// number of cores more queues only cost memory and threads).
+const MaxQueues = 16
 
 // OpenTAP opens the TAP device name in the caller's network namespace, creating
 // it if it does not exist and attaching to it if it does, and brings its link
@@ -41,26 +51,90 @@ func OpenTAP(name string, opt TAPOptions) (Port, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	existing, err := existingTAP(name)
+	if opt.Queues > MaxQueues {
+		return nil, fmt.Errorf("tap %s: %d queues: at most %d", name, opt.Queues, MaxQueues)
+	}
+	n := max(opt.Queues, 1)
+	existing, err := existingTAP(name, n)
 	if err != nil {
 		return nil, err
 	}
-	var t *tap
-	if opt.Offload {
-		t, err = openVnetTAP(name, opt.Persist)
-	} else {
-		// water sets the persist flag to exactly what it is given, so a TAP that
-		// is already persistent is opened with Persist: true to keep it so.
-		t, err = openWaterTAP(name, opt.Persist || (existing != nil && !existing.NonPersist))
+	multi := n > 1 || (existing != nil && existing.Flags&netlink.TUNTAP_MULTI_QUEUE != 0)
+	// water sets the persist flag to exactly what it is given, so a TAP that
+	// is already persistent is opened with Persist: true to keep it so.
+	persist := opt.Persist || (existing != nil && !existing.NonPersist)
+	queues := make([]*tap, 0, n)
+	closeAll := func() {
+		for _, q := range queues {
+			q.Close()
+		}
 	}
-	if err != nil {
-		return nil, err
+	for range n {
+		var t *tap
+		if opt.Offload {
+			t, err = openVnetTAP(name, opt.Persist, multi)
+		} else {
+			t, err = openWaterTAP(name, persist, multi)
+		}
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		queues = append(queues, t)
 	}
 	if err := setUp(name); err != nil {
-		t.Close()
+		closeAll()
 		return nil, err
 	}
-	return t, nil
+	if !multi {
+		return queues[0], nil
+	}
+	return &multiTAP{name: name, queues: queues}, nil
+}
+
+// Queues returns the queues of port p, each a Port that one worker reads and
+// any worker may write to: those of a multi-queue TAP, or p itself.
+func Queues(p Port) []Port {
+	if m, ok := p.(*multiTAP); ok {
+		qs := make([]Port, len(m.queues))
+		for i, q := range m.queues {
+			qs[i] = q
+		}
+		return qs
+	}
+	return []Port{p}
+}
+
+// multiTAP is a multi-queue TAP: one file descriptor per queue. The kernel
+// picks the queue of each frame the instance sends by its flow's hash, so a
+// flow's frames stay in order on one queue; a frame written to any queue is
+// received by the instance.
+type multiTAP struct {
+	name   string
+	queues []*tap
+}
+
+func (m *multiTAP) Name() string    { return m.name }
+func (m *multiTAP) VnetHdrLen() int { return m.queues[0].vnetHdrLen }
+
+// Read refuses: each queue holds a share of the frames, and reading one of
+// them as if it were the device would silently miss the others.
+func (m *multiTAP) Read([]byte) (int, error) {
+	return 0, fmt.Errorf("tap %s: multi-queue: read each of its %d queues (port.Queues)", m.name, len(m.queues))
+}
+
+// Write sends a frame through the first queue; a switch writes through the
+// queue of the worker that forwards it instead.
+func (m *multiTAP) Write(frame []byte) (int, error) { return m.queues[0].Write(frame) }
+
+func (m *multiTAP) Close() error {
+	var first error
+	for _, q := range m.queues {
+		if err := q.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // checkName rejects names the kernel would refuse or treat as a template
@@ -82,10 +156,10 @@ func checkName(name string) error {
 
 // existingTAP returns the TAP device called name, or nil if there is none. It
 // rejects, with a message that says what to do, a link that exists but cannot
-// be attached to as a single-queue TAP. Checking first matters for the water
+// be attached to with the queues asked for. Checking first matters for the water
 // path too: water does not close its file descriptor when its setup fails, so
 // every foreseeable failure is caught here before it opens one.
-func existingTAP(name string) (*netlink.Tuntap, error) {
+func existingTAP(name string, queues int) (*netlink.Tuntap, error) {
 	link, err := netlink.LinkByName(name)
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {
@@ -100,17 +174,17 @@ func existingTAP(name string) (*netlink.Tuntap, error) {
 		return nil, fmt.Errorf("tap %s: a %s link of that name exists, not a TAP: choose another name for the port", name, link.Type())
 	case tt.Mode != netlink.TUNTAP_MODE_TAP:
 		return nil, fmt.Errorf("tap %s: a TUN device of that name exists, not a TAP: choose another name, or delete it (ip link del %s) if it is a leftover", name, name)
-	case tt.Flags&netlink.TUNTAP_MULTI_QUEUE != 0:
-		return nil, fmt.Errorf("tap %s: it is a multi-queue TAP and sgswitch attaches single-queue TAPs: recreate it without multi_queue", name)
+	case queues > 1 && tt.Flags&netlink.TUNTAP_MULTI_QUEUE == 0:
+		return nil, fmt.Errorf("tap %s: it is a single-queue TAP and %d queues were asked for: delete it (ip link del %s) so that sgswitch creates it multi-queue, or set queues: 1", name, queues, name)
 	}
 	return tt, nil
 }
 
 // openWaterTAP opens a plain TAP (no packet-information prefix) with water.
-func openWaterTAP(name string, persist bool) (*tap, error) {
+func openWaterTAP(name string, persist, multi bool) (*tap, error) {
 	ifce, err := water.New(water.Config{
 		DeviceType:             water.TAP,
-		PlatformSpecificParams: water.PlatformSpecificParams{Name: name, Persist: persist},
+		PlatformSpecificParams: water.PlatformSpecificParams{Name: name, Persist: persist, MultiQueue: multi},
 	})
 	if err != nil {
 		return nil, openError(name, err)
@@ -166,7 +240,7 @@ func openError(name string, err error) error {
 	case errors.Is(err, unix.EBUSY):
 		return fmt.Errorf("tap %s: attach: %w: another process (the hypervisor or another sgswitch) holds this single-queue TAP: stop it there first", name, err)
 	case errors.Is(err, unix.EINVAL):
-		return fmt.Errorf("tap %s: attach: %w: a device of that name exists but is not a single-queue TAP: choose another name, or delete it (ip link del %s) if it is a leftover", name, err, name)
+		return fmt.Errorf("tap %s: attach: %w: a device of that name exists but is not a TAP with the queues asked for: choose another name, or delete it (ip link del %s) if it is a leftover", name, err, name)
 	}
 	return fmt.Errorf("tap %s: open /dev/net/tun: %w", name, err)
 }

@@ -164,7 +164,7 @@ func TestOpenTAPErrors(t *testing.T) {
 	// own, and OpenTAP runs there.
 	ns := newNetns(t)
 	h := nsHandle(t, ns)
-	veth, tun, mq := tapName(), tapName(), tapName()
+	veth, tun, sq := tapName(), tapName(), tapName()
 	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: veth}, PeerName: tapName()}); err != nil {
 		t.Fatalf("create veth pair: %v", err)
 	}
@@ -174,22 +174,11 @@ func TestOpenTAPErrors(t *testing.T) {
 		if err := netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: tun}, Mode: netlink.TUNTAP_MODE_TUN}); err != nil {
 			return err
 		}
-		mqLink := &netlink.Tuntap{
-			LinkAttrs: netlink.LinkAttrs{Name: mq},
-			Mode:      netlink.TUNTAP_MODE_TAP,
-			Flags:     netlink.TUNTAP_MULTI_QUEUE_DEFAULTS,
-			Queues:    2,
-		}
-		if err := netlink.LinkAdd(mqLink); err != nil {
-			return err
-		}
-		for _, f := range mqLink.Fds {
-			f.Close()
-		}
-		return nil
+		// A persistent single-queue TAP, as `ip tuntap add` makes it.
+		return netlink.LinkAdd(&netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: sq}, Mode: netlink.TUNTAP_MODE_TAP, Flags: netlink.TUNTAP_DEFAULTS})
 	})
 	if err != nil {
-		t.Fatalf("create TUN and multi-queue TAP: %v", err)
+		t.Fatalf("create TUN and single-queue TAP: %v", err)
 	}
 
 	tests := []struct {
@@ -203,7 +192,8 @@ func TestOpenTAPErrors(t *testing.T) {
 		{"attached elsewhere, offload", busy, TAPOptions{Offload: true}, false, "holds this single-queue TAP"},
 		{"not a TUN/TAP", veth, TAPOptions{}, true, "a veth link of that name exists, not a TAP"},
 		{"a TUN", tun, TAPOptions{Offload: true}, true, "a TUN device of that name exists, not a TAP"},
-		{"multi-queue", mq, TAPOptions{}, true, "multi-queue TAP"},
+		{"single-queue, two queues asked for", sq, TAPOptions{Queues: 2}, true, "single-queue TAP and 2 queues were asked for"},
+		{"too many queues", tapName(), TAPOptions{Queues: MaxQueues + 1}, true, "17 queues: at most 16"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

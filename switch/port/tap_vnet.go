@@ -16,12 +16,12 @@ const vnetOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.
 
 // openVnetTAP opens /dev/net/tun directly, since water cannot ask for
 // IFF_VNET_HDR.
-func openVnetTAP(name string, persist bool) (*tap, error) {
+func openVnetTAP(name string, persist, multi bool) (*tap, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, openError(name, err)
 	}
-	if err := setupVnet(fd, name, persist); err != nil {
+	if err := setupVnet(fd, name, persist, multi); err != nil {
 		// Before TUNSETPERSIST, closing the fd also removes a device that
 		// TUNSETIFF has just created.
 		unix.Close(fd)
@@ -37,12 +37,16 @@ func openVnetTAP(name string, persist bool) (*tap, error) {
 	return &tap{name: name, f: os.NewFile(uintptr(fd), "/dev/net/tun"), vnetHdrLen: VnetHdrSize}, nil
 }
 
-func setupVnet(fd int, name string, persist bool) error {
+func setupVnet(fd int, name string, persist, multi bool) error {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return fmt.Errorf("tap %s: %w", name, err)
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		return openError(name, err)
 	}
