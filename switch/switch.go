@@ -57,9 +57,9 @@ type DropFunc func(port string, r Result, f *filter.Frame)
 // portRuntime is one port's device and tallies. It outlives state changes:
 // a port that stays in the configuration keeps its runtime and its counters.
 type portRuntime struct {
-	id       int32
-	device   string
-	port     port.Port // nil in pipeline-only use (replay, tests)
+	id     int32
+	device string
+	port   port.Port // nil in pipeline-only use (replay, tests)
 	// queues are port's queues (port.Queues): one worker reads each, and a
 	// worker forwarding a frame here writes it to the queue of its own
 	// number, so that workers of different queues do not share a descriptor.
