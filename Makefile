@@ -44,8 +44,9 @@ demo: deps build
 bench: build
 	./bench/run.sh
 
-# fuzz runs every fuzz target in turn for FUZZTIME (default 10m each).
-FUZZ_TARGETS := ./filter:FuzzDecode ./switch:FuzzPipeline ./filter/config:FuzzConfig ./conntrack:FuzzRestore
+# fuzz runs every fuzz target in turn for FUZZTIME (default 10m each). FuzzDecode
+# also fuzzes the guard: it runs every frame it accepts through Guard.
+FUZZ_TARGETS := ./filter:FuzzDecode ./switch:FuzzPipeline ./filter/config:FuzzConfig ./conntrack:FuzzRestore ./switch:FuzzControlRequest
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

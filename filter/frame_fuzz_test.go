@@ -37,14 +37,16 @@ import (
 // go test -run '^$' -fuzz FuzzDecode -fuzztime 3m ./filter/.
 //
 // testdata/fuzz/FuzzDecode holds inputs the fuzzer found interesting (one per
-// kind of frame it reached) and three that fail on purpose until the guard
-// is fixed: nd-na-first-tllao-foreign, nd-na-tllao-foreign-then-sllao-own and
-// nd-ns-first-sllao-foreign. Frame.NDLinkAddr is the LAST link-layer option
-// of either type, while receivers use the FIRST option of the type the
-// message carries, so an NS or NA from the port whose first option names a
-// foreign MAC and whose last names the port's own passes the guard
-// (ReasonNDSpoof is meant to stop it) and poisons the receiver's neighbour
-// cache.
+// kind of frame it reached) and three regressions it found:
+// nd-na-first-tllao-foreign, nd-na-tllao-foreign-then-sllao-own and
+// nd-ns-first-sllao-foreign. Frame.NDLinkAddr was the LAST link-layer option
+// while receivers believe the FIRST, so an NS or NA whose first option named
+// a foreign MAC and whose last the port's own passed the guard and poisoned
+// the receiver's neighbour cache; Decode now refuses link-layer options that
+// disagree.
+//
+// This is also the guard's fuzz target: every accepted frame goes through
+// Guard, with identities that reach each of its paths.
 func FuzzDecode(f *testing.F) {
 	for _, b := range fuzzSeeds() {
 		f.Add(b)
