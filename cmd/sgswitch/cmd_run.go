@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -52,17 +53,20 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	return cfg, nil
 }
 
-// logOptions are the logging flags of the commands that serve (run, lab up).
+// logOptions are the logging and profiling flags of the commands that serve
+// (run, lab up).
 type logOptions struct {
-	format string
-	drops  bool
+	format     string
+	drops      bool
+	cpuProfile string
 }
 
-// logFlags registers --log-format and --log-drops on fs.
+// logFlags registers --log-format, --log-drops and --cpuprofile on fs.
 func logFlags(fs *flag.FlagSet) *logOptions {
 	o := &logOptions{}
 	fs.StringVar(&o.format, "log-format", "text", "log `FORMAT`: text or json")
 	fs.BoolVar(&o.drops, "log-drops", false, "log dropped frames, at most one a second per port and reason after a burst of ten")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to `FILE` when the switch stops")
 	return o
 }
 
@@ -139,7 +143,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	} else if n > 0 {
 		log.Info("tracked connections restored", "file", state, "connections", n)
 	}
-	err = serve(ctx, sw, log, serveOptions{drops: drops})
+	err = serve(ctx, sw, log, serveOptions{drops: drops, cpuProfile: logOpt.cpuProfile})
 	if n, serr := sw.SaveState(state); serr != nil {
 		log.Error("tracked connections not saved", "file", state, "err", serr)
 	} else {
@@ -158,6 +162,8 @@ type serveOptions struct {
 	// optionalMetrics: a metrics address that cannot be listened on is a
 	// warning (a lab next to another switch) rather than an error (run).
 	optionalMetrics bool
+	// cpuProfile, when set, is where a CPU profile of the run is written.
+	cpuProfile string
 }
 
 // serve runs the switch with its control socket and its metrics endpoint
@@ -165,6 +171,18 @@ type serveOptions struct {
 func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, opt serveOptions) error {
 	cfg := sw.Config()
 	drops, ready := opt.drops, opt.ready
+	if opt.cpuProfile != "" {
+		f, err := os.Create(opt.cpuProfile)
+		if err == nil {
+			defer f.Close()
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			sw.Close()
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var metrics net.Listener
 	if addr := cfg.Switch.Metrics; addr != "" {
 		var err error
@@ -289,7 +307,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			log.Error("lab teardown", "err", err)
 		}
 	}()
-	return serve(ctx, sw, log, serveOptions{drops: drops, optionalMetrics: true, ready: func() error {
+	return serve(ctx, sw, log, serveOptions{drops: drops, cpuProfile: logOpt.cpuProfile, optionalMetrics: true, ready: func() error {
 		fmt.Fprintf(stdout, "lab up: namespaces %v; stop with Ctrl-C (or sgswitch lab down -c %s)\n", l.Namespaces(), *cfgPath)
 		return nil
 	}})
