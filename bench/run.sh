@@ -20,3 +20,24 @@ awk '/^Benchmark/ {
 	}
 	printf "%-60s %14s %10s %10s%s\n", name, ns, b, a, extra
 }' "$out"
+
+# Capture replay: the seed traffic mix (bench/gencap: TCP handshakes, data and
+# teardown, UDP/DNS, ICMP, ARP, spoofed and malformed frames) through the
+# complete pipeline, on one worker and on one worker per core; the median of
+# REPLAY_RUNS runs each (short runs on a shared machine scatter).
+REPLAY_CONNS=${REPLAY_CONNS:-4000}
+REPLAY_RUNS=${REPLAY_RUNS:-5}
+cap=$(mktemp --suffix .pcap)
+trap 'rm -f "$out" "$cap"' EXIT
+go run ./bench/gencap -o "$cap" -conns "$REPLAY_CONNS" >/dev/null
+echo
+printf '%-60s %14s\n' "REPLAY ($REPLAY_CONNS rounds of the seed mix, median of $REPLAY_RUNS)" frames/s
+for workers in 1 0; do
+	rates=$(for _ in $(seq "$REPLAY_RUNS"); do
+		bin/sgswitch replay -c testdata/lab/seed.yaml --workers "$workers" "$cap" | awk '/^frames/ {print $5}'
+	done | sort -n)
+	median=$(echo "$rates" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	label="one worker"
+	[ "$workers" = 0 ] && label="one worker per core ($(nproc))"
+	printf '%-60s %14s\n' "replay, $label" "$median"
+done
