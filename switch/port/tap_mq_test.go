@@ -138,3 +138,38 @@ func TestTAPMultiQueue(t *testing.T) {
 		})
 	}
 }
+
+// TestTAPMultiQueueReattach: a persistent multi-queue TAP outlives its port
+// and is attached again as multi-queue, also when one queue is asked for
+// (the kernel refuses a single-queue attach to it).
+func TestTAPMultiQueueReattach(t *testing.T) {
+	needTAP(t)
+	for _, mode := range tapModes {
+		t.Run(mode.name, func(t *testing.T) {
+			name := tapName()
+			deleteAtEnd(t, name)
+			opt := mode.opt
+			opt.Queues, opt.Persist = 2, true
+			p, err := OpenTAP(name, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Close()
+			opt.Queues, opt.Persist = 1, false
+			p = openTAP(t, name, opt)
+			if qs := Queues(p); len(qs) != 1 {
+				t.Fatalf("reattached with %d queues, want 1", len(qs))
+			}
+			if _, err := p.Read(make([]byte, BufSize)); err == nil {
+				t.Errorf("Read on the reattached multi-queue device succeeded; want a refusal")
+			}
+			link, err := netlink.LinkByName(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt, ok := link.(*netlink.Tuntap); !ok || tt.Flags&netlink.TUNTAP_MULTI_QUEUE == 0 {
+				t.Errorf("link %s = %#v; want a multi-queue TAP", name, link)
+			}
+		})
+	}
+}
