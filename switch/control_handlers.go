@@ -434,8 +434,10 @@ func (c *controlServer) deleteRule(r *http.Request) (int, any, uint64, *apiError
 		if err != nil {
 			return "", err
 		}
+		// Only the index as the API writes it (ruleID): "+1" and "01"
+		// are not other names for rule 1.
 		i, perr := strconv.Atoi(index)
-		if perr != nil || i < 0 || i >= len(cg.Rules) {
+		if perr != nil || i < 0 || i >= len(cg.Rules) || strconv.Itoa(i) != index {
 			if len(cg.Rules) == 0 {
 				return "", refuse(http.StatusNotFound, "no rule %s: security group %q has no rules", index, name)
 			}

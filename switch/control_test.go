@@ -196,6 +196,8 @@ func TestControlRefused(t *testing.T) {
 			nil, 400, []string{"start-port: want an integer, got a JSON string"}},
 		{"rule index out of range", "DELETE", "/v1/security-groups/db/rules/2", "", nil, 404, []string{`security group "db" has 2 rules, indices 0-1`}},
 		{"rule index not a number", "DELETE", "/v1/security-groups/db/rules/x", "", nil, 404, []string{"no rule x"}},
+		{"rule index with a sign", "DELETE", "/v1/security-groups/db/rules/+0", "", nil, 404, []string{"no rule +0"}},
+		{"rule index with a leading zero", "DELETE", "/v1/security-groups/db/rules/00", "", nil, 404, []string{"no rule 00"}},
 		{"rule of a group without rules", "DELETE", "/v1/security-groups/default/rules/0", "", nil, 404, []string{`"default" has no rules`}},
 		{"rule of unknown group", "DELETE", "/v1/security-groups/nope/rules/0", "", nil, 404, []string{`no security group named "nope"`}},
 

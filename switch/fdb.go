@@ -9,7 +9,8 @@ import (
 // uplinkFDB is the table of MAC addresses learned behind the uplink: the only
 // port the switch learns on (instance MACs are configuration, never learned).
 //
-// Readers are every instance port's worker; the writer is the uplink's worker.
+// Readers are every instance port's workers; the writers are the uplink's
+// workers (one per queue), whose inserts mu serialises.
 // The map is copy-on-write behind an atomic pointer so that a lookup takes no
 // lock and allocates nothing; a new MAC (rare, and bounded) copies the map.
 // Refreshing a known MAC only stores its last-seen second.

@@ -332,3 +332,23 @@ func unpadded(frame []byte) []byte {
 	f.Decode(frame)
 	return f.Buf
 }
+
+// TestTokenBucketClockSkew: the workers of a multi-queue port read the clock
+// at different moments, so a take may see an earlier time than the last one;
+// that refills nothing and does not move the bucket's time back.
+func TestTokenBucketClockSkew(t *testing.T) {
+	b := newTokenBucket(1, 2) // one answer a second, a burst of two
+	const sec = int64(time.Second)
+	if !b.take(10*sec) || !b.take(10*sec) || b.take(10*sec) {
+		t.Fatal("a burst of two, then empty")
+	}
+	if b.take(9 * sec) {
+		t.Fatal("an earlier time refilled the bucket")
+	}
+	if b.take(10*sec + sec/2) {
+		t.Fatal("half a second refilled a whole answer: the bucket's time went back")
+	}
+	if !b.take(11 * sec) {
+		t.Fatal("a second after the burst: one answer")
+	}
+}

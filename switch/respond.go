@@ -134,8 +134,8 @@ func (s *Switch) answerRS(st *state, in int32, sc *Scratch) ([]byte, filter.Reas
 	return b, filter.ReasonNDReply, err
 }
 
-// tokenBucket limits a port's local answers. Only the port's own worker
-// takes from it; the mutex is uncontended and keeps the race detector honest.
+// tokenBucket limits a port's local answers. The port's workers (one per
+// queue) take from it; the mutex is rarely contended (answers are few).
 type tokenBucket struct {
 	mu     sync.Mutex
 	rate   float64
@@ -151,10 +151,12 @@ func newTokenBucket(rate, burst float64) *tokenBucket {
 func (b *tokenBucket) take(now int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.last != 0 {
+	// Workers of one port read the clock at different moments: time that
+	// seems to run backwards refills nothing.
+	if b.last != 0 && now > b.last {
 		b.tokens = min(b.burst, b.tokens+float64(now-b.last)/1e9*b.rate)
 	}
-	b.last = now
+	b.last = max(b.last, now)
 	if b.tokens < 1 {
 		return false
 	}

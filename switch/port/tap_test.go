@@ -160,7 +160,7 @@ func TestOpenTAPErrors(t *testing.T) {
 	busy := tapName()
 	openTAP(t, busy, TAPOptions{})
 
-	// Links that are not single-queue TAPs are made in a namespace of their
+	// The links these errors are about are made in a namespace of their
 	// own, and OpenTAP runs there.
 	ns := newNetns(t)
 	h := nsHandle(t, ns)
