@@ -67,9 +67,10 @@ bench-live: build
 	$(GO) run ./bench/live $(BENCH_LIVE_FLAGS)
 
 # soak: sgswitch under traffic, rule/instance churn, reloads and restarts
-# (root; not in CI). SOAK_DURATION=5m by default; exits 1 when a check fails.
+# (root; not in CI). SOAK_DURATION=5m by default, SOAK_QUEUES=1 (queues per TAP);
+# exits 1 when a check fails.
 soak: build
-	$(GO) run ./bench/soak -duration $${SOAK_DURATION:-5m}
+	$(GO) run ./bench/soak -duration $${SOAK_DURATION:-5m} -queues $${SOAK_QUEUES:-1}
 
 # bench-flood: the pair's TCP throughput unloaded, under a SYN flood and under
 # a spoofed-source flood (root; installs iperf3 if missing). BENCH_FLOOD_FLAGS=-quick.

@@ -81,7 +81,7 @@ func mainBench() int {
 	fs.IntVar(&f.rounds, "rounds", 3, "rounds; each measures both setups, alternating which goes first; medians are reported")
 	fs.DurationVar(&f.testTime, "time", 5*time.Second, "duration of each TCP throughput and UDP packet-rate test (iperf3 rounds to whole seconds)")
 	fs.DurationVar(&f.rrDur, "rr-time", 3*time.Second, "duration of each TCP_RR test")
-	fs.IntVar(&f.queues, "queues", 2, "queues per sgswitch TAP (the configuration's switch.queues), one worker each")
+	fs.IntVar(&f.queues, "queues", 1, "queues per sgswitch TAP (the configuration's switch.queues), one worker each")
 	fs.StringVar(&f.senders, "udp-senders", "1,2", "comma-separated `counts` of threads sending the 64-byte UDP flood (each its own socket); one test per count")
 	fs.BoolVar(&f.clean, "cleanup", false, "remove namespaces and links left behind by a killed run, then exit")
 	fs.BoolVar(&verbose, "v", false, "print every command")

@@ -53,12 +53,13 @@ const (
 	rulePort  = "7100"
 )
 
-func config(control string) string {
+func config(control string, queues int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by bench/soak
 switch:
   control: %s
   metrics: ""
+  queues: %d
 security-groups:
   - name: soak
     rules:
@@ -66,7 +67,7 @@ security-groups:
       - {flow-direction: ingress, protocol: udp, start-port: 7003, end-port: 7003, security-group: soak}
       - {flow-direction: ingress, protocol: icmp, icmp: {type: 8}, security-group: soak}
 instances:
-`, control)
+`, control, queues)
 	for i := 1; i <= nInst; i++ {
 		fmt.Fprintf(&b, "  - {name: %s, tap: %s, mac: \"02:00:00:00:5a:%02x\", ipv4: %s/24, security-groups: [soak]}\n",
 			instName(i), instName(i), i, instIP(i))
@@ -87,6 +88,7 @@ type opts struct {
 	restartEvery        time.Duration
 	maxInvalid          uint64
 	fdSlack, thrSlack   int
+	queues              int
 	rssSlackMB, rssMult float64
 }
 
@@ -97,6 +99,7 @@ func mainSoak() int {
 	fs.DurationVar(&o.duration, "duration", 5*time.Minute, "how long the traffic and churn run")
 	fs.DurationVar(&o.step, "step", 3*time.Second, "time between two driver actions")
 	fs.DurationVar(&o.restartEvery, "restart-every", 30*time.Second, "restart the switch this often")
+	fs.IntVar(&o.queues, "queues", 1, "queues per TAP (switch.queues): 2 or more soaks multi-queue TAPs")
 	fs.Uint64Var(&o.maxInvalid, "max-invalid", 50, "conntrack-invalid drops allowed per port over the whole run")
 	fs.IntVar(&o.fdSlack, "fd-slack", 4, "open fds a switch process may gain between its start and end samples")
 	fs.IntVar(&o.thrSlack, "thread-slack", 8, "threads a switch process may gain between its start and end samples")
@@ -108,8 +111,8 @@ func mainSoak() int {
 		}
 		return 2
 	}
-	if o.duration < 20*time.Second || o.step < 500*time.Millisecond {
-		fmt.Fprintln(os.Stderr, "soak: -duration must be >= 20s and -step >= 500ms")
+	if o.duration < 20*time.Second || o.step < 500*time.Millisecond || o.queues < 1 {
+		fmt.Fprintln(os.Stderr, "soak: -duration must be >= 20s, -step >= 500ms and -queues >= 1")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -212,7 +215,7 @@ func soak(ctx context.Context, o opts) (failed bool, err error) {
 	cfg := filepath.Join(tmp, "soak.yaml")
 	downCfg := filepath.Join(tmp, "down.yaml") // the switch rewrites cfg; lab down reads the original
 	for _, p := range []string{cfg, downCfg} {
-		if err := os.WriteFile(p, []byte(config(control)), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(config(control, o.queues)), 0o644); err != nil {
 			return false, err
 		}
 	}
