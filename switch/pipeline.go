@@ -242,7 +242,7 @@ func (s *Switch) decide(st *state, in, out int32, p *filter.Packet) Result {
 	if out != st.uplink {
 		d := st.policy.Ingress(int(st.inst[out].cfg), p)
 		if !d.Allow {
-			return Result{Verdict: filter.Drop, Reason: d.Reason, Out: -1}
+			return drop(d.Reason)
 		}
 		// The ingress rule is the more specific answer to "why did it pass".
 		res.Reason, res.Rule = d.Reason, d.Rule
