@@ -228,7 +228,7 @@ func (env *controlFuzzEnv) reset() error {
 		// run checks); nothing the API shows depends on anything else.
 		return nil
 	}
-	st, _, err := s.buildState(env.cfg, nil)
+	st, _, err := s.buildState(env.cfg, nil, s.open)
 	if err != nil {
 		return err
 	}

@@ -132,7 +132,7 @@ func New(cfg *config.Config, opt Options) (*Switch, error) {
 		age = config.DefaultMACAgeing
 	}
 	s.fdb = newUplinkFDB(maxMACs, age)
-	st, _, err := s.buildState(cfg, nil)
+	st, _, err := s.buildState(cfg, nil, s.open)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (s *Switch) ApplyAt(cfg *config.Config, version uint64) error {
 	if version != 0 && version != prev.gen {
 		return ErrStale
 	}
-	st, added, err := s.buildState(cfg, prev)
+	st, added, err := s.buildState(cfg, prev, s.open)
 	if err != nil {
 		return err
 	}
@@ -192,8 +192,9 @@ func (s *Switch) ApplyAt(cfg *config.Config, version uint64) error {
 
 // buildState compiles cfg into a pipeline state, reusing what it can of prev
 // (the compiled policy's unchanged parts, the ports of unchanged instances).
-// It returns the ports it opened; on error it closes them again.
-func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added []*portRuntime, err error) {
+// It opens the devices of new ports with open (nil: it opens nothing, as a
+// dry run wants) and returns those ports; on error it closes them again.
+func (s *Switch) buildState(cfg *config.Config, prev *state, open func(device string) (port.Port, error)) (st *state, added []*portRuntime, err error) {
 	start := time.Now()
 	defer func() {
 		if st != nil {
@@ -251,8 +252,8 @@ func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added [
 			return pr.id, nil
 		}
 		pr := &portRuntime{id: int32(len(st.ports)), device: device, limit: newTokenBucket(responderRate, responderBurst)}
-		if s.open != nil {
-			p, err := s.open(device)
+		if open != nil {
+			p, err := open(device)
 			if err != nil {
 				return -1, err
 			}
