@@ -134,7 +134,7 @@ func New(cfg *config.Config, opt Options) (*Switch, error) {
 		age = config.DefaultMACAgeing
 	}
 	s.fdb = newUplinkFDB(maxMACs, age)
-	st, _, err := s.buildState(cfg, nil)
+	st, _, err := s.buildState(cfg, nil, s.open)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (s *Switch) ApplyAt(cfg *config.Config, version uint64) error {
 	if version != 0 && version != prev.gen {
 		return ErrStale
 	}
-	st, added, err := s.buildState(cfg, prev)
+	st, added, err := s.buildState(cfg, prev, s.open)
 	if err != nil {
 		return err
 	}
@@ -194,8 +194,9 @@ func (s *Switch) ApplyAt(cfg *config.Config, version uint64) error {
 
 // buildState compiles cfg into a pipeline state, reusing what it can of prev
 // (the compiled policy's unchanged parts, the ports of unchanged instances).
-// It returns the ports it opened; on error it closes them again.
-func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added []*portRuntime, err error) {
+// It opens the devices of new ports with open (nil: it opens nothing, as a
+// dry run wants) and returns those ports; on error it closes them again.
+func (s *Switch) buildState(cfg *config.Config, prev *state, open func(device string) (port.Port, error)) (st *state, added []*portRuntime, err error) {
 	start := time.Now()
 	defer func() {
 		if st != nil {
@@ -253,8 +254,8 @@ func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added [
 			return pr.id, nil
 		}
 		pr := &portRuntime{id: int32(len(st.ports)), device: device, limit: newTokenBucket(responderRate, responderBurst)}
-		if s.open != nil {
-			p, err := s.open(device)
+		if open != nil {
+			p, err := open(device)
 			if err != nil {
 				return -1, err
 			}
@@ -314,7 +315,7 @@ func (s *Switch) Snapshot() (*config.Config, uint64) {
 // reuses the tables New allocates, for a fuzzer that replays thousands of
 // inputs each from the initial state. Not for a switch that is running.
 func (s *Switch) Reset(cfg *config.Config) error {
-	st, _, err := s.buildState(cfg, nil)
+	st, _, err := s.buildState(cfg, nil, s.open)
 	if err != nil {
 		return err
 	}
