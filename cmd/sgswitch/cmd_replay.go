@@ -22,12 +22,19 @@ import (
 )
 
 const replayUsage = `usage: sgswitch replay -c FILE [--verdicts OUT.jsonl] [--workers N] [--cpuprofile OUT.pprof] PCAP...
+       sgswitch replay -c CURRENT --against PROPOSED [-o table|json] PCAP...
 
 Feeds every frame of the captures, in order, through the complete pipeline:
 the ingress port of a frame is the instance owning its source MAC, else the
 uplink. Prints frames, verdicts by reason and frames per second. With
 --workers > 1 the frames of each flow stay in order on one worker but flows
-interleave differently than in the capture.`
+interleave differently than in the capture.
+
+With --against, every frame goes through the pipelines of both
+configurations in one pass, and replay lists the connections (5-tuple, first
+frame) whose fate differs: opened (PROPOSED forwards what CURRENT drops) or
+cut, with the rule or reason that decided each side. Exit status: 0 when
+nothing differs, 1 when something does, 2 on errors.`
 
 // replayLookahead is how many frames replay touches ahead at a time.
 const replayLookahead = 16
@@ -40,15 +47,34 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	verdictsPath := fs.String("verdicts", "", "write one JSON object per frame to `OUT.jsonl`")
 	workers := fs.Int("workers", 1, "pipeline workers; 0 = one per core (frames of one flow stay on one worker, in order)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed replay (go tool pprof) to `OUT.pprof`")
+	against := fs.String("against", "", "replay under this proposed configuration `FILE` too, and list the connections whose fate differs")
+	outFormat := fs.String("o", "table", "output format of --against: table or json")
 	if err := parseFlags(fs, reorderFlags(args), cfgPath); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usageError("replay: no capture given\n%s", replayUsage)
 	}
+	if *against != "" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, name := range []string{"verdicts", "workers", "cpuprofile"} {
+			if set[name] {
+				return usageError("replay: --%s does not go with --against, which compares the two configurations in one pass", name)
+			}
+		}
+		if *outFormat != "table" && *outFormat != "json" {
+			return usageError("replay: -o %s: the output format is table or json", *outFormat)
+		}
+	} else if *outFormat != "table" {
+		return usageError("replay: -o is for --against; the summary is a table")
+	}
 	cfg, err := loadConfig(*cfgPath, stderr)
 	if err != nil {
 		return err
+	}
+	if *against != "" {
+		return replayAgainst(ctx, cfg, *cfgPath, *against, fs.Args(), *outFormat, stdout, stderr)
 	}
 	var frames []vswitch.CapturedFrame
 	for _, path := range fs.Args() {
