@@ -41,13 +41,13 @@ type flowID struct {
 
 type comparedConn struct {
 	label string // the connection as its first frame went
-	first int    // frame number of its first frame
+	first int64  // frame number of its first frame
 	// opener is, per side, the result of the first frame that a rule (or
 	// default egress) let through: what decided the connection; opened says
 	// whether there was one.
 	opener [2]Result
 	opened [2]bool
-	differ int       // frame number of the first frame the sides disagree on; 0 none
+	differ int64     // frame number of the first frame the sides disagree on; 0 none
 	at     [2]Result // each side's result on that frame
 }
 
@@ -61,8 +61,8 @@ type Fate struct {
 // FateDiff is a connection that the two configurations treat differently.
 type FateDiff struct {
 	Connection string `json:"connection"` // as its first frame went: "tcp 192.0.2.80:40001 > 10.0.0.11:80"
-	Frame      int    `json:"frame"`      // its first frame (counting from 1 over all captures)
-	DiffersAt  int    `json:"differs-at"` // the first frame the two verdicts differ on
+	Frame      int64  `json:"frame"`      // its first frame (counting from 1 over all captures)
+	DiffersAt  int64  `json:"differs-at"` // the first frame the two verdicts differ on
 	// Change is "opened" when the proposed configuration forwards what the
 	// current one drops, "cut" the other way round.
 	Change   string `json:"change"`
@@ -85,15 +85,15 @@ func NewComparison(current, proposed *config.Config) (*Comparison, error) {
 	return c, nil
 }
 
-// Frame runs frame number n (from 1), captured at t, through both
-// pipelines. Frames must come in capture order.
-func (c *Comparison) Frame(n int, data []byte, t time.Time) {
+// Frame runs frame number n (from 1), captured at ns (nanoseconds since
+// the Unix epoch), through both pipelines. Frames must come in capture order.
+func (c *Comparison) Frame(n int64, data []byte, ns int64) {
 	var res [2]Result
 	for i, side := range c.sides {
 		// Each switch sees the capture's time to the millisecond, as replay.
-		if ns := t.UnixNano(); ns-side.tick >= int64(time.Millisecond) || ns < side.tick {
+		if ns-side.tick >= int64(time.Millisecond) || ns < side.tick {
 			side.tick = ns
-			side.clock.Set(t)
+			side.clock.Set(time.Unix(0, ns))
 		}
 		if in := side.sw.PortByMAC(sourceMAC(data)); in < 0 {
 			res[i] = drop(filter.ReasonUnknownSource)
@@ -114,7 +114,7 @@ func (c *Comparison) Frame(n int, data []byte, t time.Time) {
 }
 
 // conn finds (or starts) the connection of frame n.
-func (c *Comparison) conn(n int, data []byte) *comparedConn {
+func (c *Comparison) conn(n int64, data []byte) *comparedConn {
 	var f filter.Frame
 	if f.Decode(data) != filter.ReasonNone || !f.IsIP() || f.L4 == 0 {
 		c.list = append(c.list, comparedConn{label: frameLabel(&f, data), first: n})

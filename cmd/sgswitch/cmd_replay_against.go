@@ -7,6 +7,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/sgswitch/sgswitch/capture"
 	"github.com/sgswitch/sgswitch/filter/config"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 )
@@ -14,7 +15,7 @@ import (
 // replayAgainst is `replay --against`: the captures under the current and
 // the proposed configuration in one pass (vswitch.Comparison), and the
 // connections whose fate differs. Exit status 1 when some do, 2 on errors.
-func replayAgainst(ctx context.Context, cur *config.Config, curPath, propPath string, captures []string, format string, stdout, stderr io.Writer) error {
+func replayAgainst(ctx context.Context, cur *config.Config, curPath, propPath string, captures []string, loops int, format string, stdout, stderr io.Writer) error {
 	prop, err := loadConfig(propPath, stderr)
 	if err != nil {
 		return err
@@ -23,19 +24,28 @@ func replayAgainst(ctx context.Context, cur *config.Config, curPath, propPath st
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	n := 0
-	for _, path := range captures {
-		frames, err := vswitch.ReadCapture(path)
+	src, err := newReplaySource(captures, loops, capture.Options{}, cur)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	defer src.close()
+	batch := make([]capture.Frame, replayBatch)
+	var n int64
+	for {
+		if ctx.Err() != nil {
+			return &exitError{code: 2, err: ctx.Err()}
+		}
+		k, err := src.next(batch)
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
-		for i := range frames {
-			n++
-			cmp.Frame(n, frames[i].Data, frames[i].Time)
-			if n&0xffff == 0 && ctx.Err() != nil {
-				return &exitError{code: 2, err: ctx.Err()}
-			}
+		for i := range batch[:k] {
+			cmp.Frame(batch[i].Num, batch[i].Data, batch[i].Time)
 		}
+		n += int64(k)
 	}
 	diffs := cmp.Differences()
 	if format == "json" {
@@ -46,7 +56,7 @@ func replayAgainst(ctx context.Context, cur *config.Config, curPath, propPath st
 			Current     string             `json:"current"`
 			Proposed    string             `json:"proposed"`
 			Captures    []string           `json:"captures"`
-			Frames      int                `json:"frames"`
+			Frames      int64              `json:"frames"`
 			Connections int                `json:"connections"`
 			Differences []vswitch.FateDiff `json:"differences"`
 		}{curPath, propPath, captures, n, cmp.Connections(), diffs}); err != nil {
