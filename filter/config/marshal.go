@@ -19,14 +19,8 @@ func Marshal(cfg *Config) ([]byte, error) {
 	if sw := marshalSwitch(&cfg.Switch); len(sw.Content) > 0 {
 		put(top, "switch", sw)
 	}
-	if u := cfg.Uplink; u != nil {
-		m := mapNode(false)
-		put(m, "port", strNode(u.Port))
-		put(m, "gateway", strNode(u.Gateway.String()))
-		if len(u.LabHosts) > 0 {
-			put(m, "lab-hosts", addrList(u.LabHosts))
-		}
-		put(top, "uplink", m)
+	if u := marshalUplink(cfg.Uplink); u != nil {
+		put(top, "uplink", u)
 	}
 	if c := cfg.Cluster; c != nil {
 		put(top, "cluster", marshalCluster(c))
