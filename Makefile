@@ -3,7 +3,7 @@
 GO      ?= go
 BIN     := bin/sgswitch
 PKGS    := ./...
-APT_PKGS := udhcpc iputils-ping iproute2 util-linux qemu-system-x86 busybox-static
+APT_PKGS := udhcpc iputils-ping iproute2 util-linux qemu-system-x86 busybox-static etcd-server
 # GUEST_DIR holds the kernel of the QEMU test guests (switch/lab/vm): the
 # package that linux-image-cloud-amd64 depends on, unpacked, not installed.
 GUEST_DIR ?= /var/cache/sgswitch/guest
