@@ -23,6 +23,7 @@ import (
 )
 
 const replayUsage = `usage: sgswitch replay -c FILE [--verdicts OUT.jsonl] [--workers N] [--loop N] [--cpuprofile OUT.pprof] CAPTURE...
+       sgswitch replay -c CURRENT --against PROPOSED [-o table|json] [--loop N] CAPTURE...
 
 Feeds every frame of the captures (pcap, pcapng, either gzip-compressed), in
 order, through the complete pipeline: the ingress port of a frame is the
@@ -33,7 +34,13 @@ sees the first loop's verdicts). Prints frames, verdicts by reason, the
 rate of the whole command (reading the captures included) and of the
 pipeline alone, and the peak memory. With --workers > 1 the frames of each
 flow stay in order on one worker but flows interleave differently than in
-the capture.`
+the capture.
+
+With --against, every frame goes through the pipelines of both
+configurations in one pass, and replay lists the connections (5-tuple, first
+frame) whose fate differs: opened (PROPOSED forwards what CURRENT drops) or
+cut, with the rule or reason that decided each side. Exit status: 0 when
+nothing differs, 1 when something does, 2 on errors.`
 
 // processStart is when main's package was initialised: with sinceExec, the
 // whole-command rate counts everything a user waits for.
@@ -54,11 +61,27 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	workers := fs.Int("workers", 1, "pipeline workers; 0 = one per core (frames of one flow stay on one worker, in order)")
 	loops := fs.Int("loop", 1, "replay the captures `N` times")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the replay (go tool pprof) to `OUT.pprof`")
+	against := fs.String("against", "", "replay under this proposed configuration `FILE` too, and list the connections whose fate differs")
+	outFormat := fs.String("o", "table", "output format of --against: table or json")
 	if err := parseFlags(fs, reorderFlags(args), cfgPath); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usageError("replay: no capture given\n%s", replayUsage)
+	}
+	if *against != "" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, name := range []string{"verdicts", "workers", "cpuprofile"} {
+			if set[name] {
+				return usageError("replay: --%s does not go with --against, which compares the two configurations in one pass", name)
+			}
+		}
+		if *outFormat != "table" && *outFormat != "json" {
+			return usageError("replay: -o %s: the output format is table or json", *outFormat)
+		}
+	} else if *outFormat != "table" {
+		return usageError("replay: -o is for --against; the summary is a table")
 	}
 	if *loops < 1 {
 		return usageError("replay: --loop %d: the captures are replayed at least once (--loop 1)", *loops)
@@ -66,6 +89,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg, err := loadConfig(*cfgPath, stderr)
 	if err != nil {
 		return err
+	}
+	if *against != "" {
+		return replayAgainst(ctx, cfg, *cfgPath, *against, fs.Args(), *loops, *outFormat, stdout, stderr)
 	}
 	n := *workers
 	if n <= 0 {
