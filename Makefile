@@ -69,7 +69,7 @@ bench: build
 # frame sequences whose minimisation otherwise takes the default 60s each, most
 # of a run. FuzzDecode also fuzzes the guard: it runs every frame it accepts
 # through Guard.
-FUZZ_TARGETS := ./filter:FuzzDecode ./switch:FuzzPipeline ./filter/config:FuzzConfig ./conntrack:FuzzRestore ./switch/source/control:FuzzControlRequest
+FUZZ_TARGETS := ./filter:FuzzDecode ./switch:FuzzPipeline ./filter/config:FuzzConfig ./conntrack:FuzzRestore ./switch/source/control:FuzzControlRequest ./switch/port/vhostuser:FuzzDecode ./switch/port/vhostuser:FuzzDescriptorWalk
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
