@@ -63,6 +63,11 @@ demo: deps build
 bench: build
 	./bench/run.sh
 
+# bench-replay: replay of a 2 GB capture (REPLAY_SIZE) and of 20,000 allowed
+# connections on one core: whole command, per CPU-second, pipeline alone, peak RSS.
+bench-replay: build
+	./bench/replay-big.sh
+
 # fuzz runs every fuzz target in turn for FUZZTIME (default 10m each; -timeout 0,
 # since go test's default 10-minute timeout would end a 10-minute run as a
 # failure). New inputs are minimised for at most 5s: FuzzPipeline's inputs are

@@ -26,6 +26,15 @@ func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 			in.Name, nameOK = s, true
 		}
 	}
+	if v := m.val("host"); v != nil {
+		if s, ok := p.str(v, m.field("host")); ok {
+			if err := checkHostName(s); err != nil {
+				p.errorf(v.Line, m.field("host"), "%v", err)
+			} else {
+				in.Host = s
+			}
+		}
+	}
 	if v := m.val("tap"); v != nil {
 		if s, ok := p.str(v, m.field("tap")); ok {
 			if err := checkIfName(s); err != nil {

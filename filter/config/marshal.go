@@ -19,14 +19,11 @@ func Marshal(cfg *Config) ([]byte, error) {
 	if sw := marshalSwitch(&cfg.Switch); len(sw.Content) > 0 {
 		put(top, "switch", sw)
 	}
-	if u := cfg.Uplink; u != nil {
-		m := mapNode(false)
-		put(m, "port", strNode(u.Port))
-		put(m, "gateway", strNode(u.Gateway.String()))
-		if len(u.LabHosts) > 0 {
-			put(m, "lab-hosts", addrList(u.LabHosts))
-		}
-		put(top, "uplink", m)
+	if u := marshalUplink(cfg.Uplink); u != nil {
+		put(top, "uplink", u)
+	}
+	if c := cfg.Cluster; c != nil {
+		put(top, "cluster", marshalCluster(c))
 	}
 	if groups := cfg.SecurityGroups; len(groups) > 0 {
 		// Parse adds an empty `default` at the end when the file has none,
@@ -171,6 +168,9 @@ func marshalRule(r *Rule) *yaml.Node {
 func marshalInstance(in *Instance) *yaml.Node {
 	m := mapNode(true)
 	put(m, "name", strNode(in.Name))
+	if in.Host != "" {
+		put(m, "host", strNode(in.Host))
+	}
 	if in.TAP != in.Name {
 		put(m, "tap", strNode(in.TAP))
 	}
