@@ -2,6 +2,7 @@ package vhostuser_test
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -57,9 +58,9 @@ func TestQEMUGuests(t *testing.T) {
 	guests := vm.BootAll(t, img,
 		vm.Config{Name: "vh-a", Dir: dir, NICs: []vm.NIC{{MAC: macA, VhostUser: &vm.VhostUser{Socket: sockA}}}},
 		vm.Config{Name: "vh-b", Dir: dir, NICs: []vm.NIC{{MAC: macB, VhostUser: &vm.VhostUser{Socket: sockB, Server: true}}}})
-	addrs := []string{"192.168.56.1", "192.168.56.2"}
+	addrs := []netip.Addr{netip.MustParseAddr("192.168.56.1"), netip.MustParseAddr("192.168.56.2")}
 	for i, g := range guests {
-		if _, err := g.Exec("ip", "addr", "add", addrs[i]+"/24", "dev", "eth0"); err != nil {
+		if _, err := g.Exec("ip", "addr", "add", addrs[i].String()+"/24", "dev", "eth0"); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range []string{"tcp", "udp"} {
@@ -75,7 +76,7 @@ func TestQEMUGuests(t *testing.T) {
 		}
 		// 200 kB of TCP: the guests' TSO super-frames pass whole.
 		for p, size := range map[string]int{"tcp": 200000, "udp": 1000} {
-			if err := g.Dial(p, peer+":7", make([]byte, size), 20*time.Second); err != nil {
+			if err := g.Exchange(p, netip.AddrPortFrom(peer, 7), make([]byte, size), 20*time.Second); err != nil {
 				t.Errorf("%s from %s: %v", p, addrs[i], err)
 			}
 		}
