@@ -57,7 +57,8 @@ func TestArgs(t *testing.T) {
 			"-object", "memory-backend-memfd,id=mem,size=256M,share=on",
 			"-machine", "pc,memory-backend=mem",
 			"-chardev", "socket,id=cn0,path=/s,server=on,wait=off",
-			"-netdev", "vhost-user,id=n0,chardev=cn0"}},
+			"-netdev", "vhost-user,id=n0,chardev=cn0",
+			"-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:77:01,romfile=,vectors=0"}},
 		{"vhost-user client", NIC{MAC: mac, VhostUser: &VhostUser{Socket: "/s"}}, []string{
 			"-chardev", "socket,id=cn0,path=/s,reconnect=1"}},
 	} {
