@@ -58,6 +58,7 @@ func Serve(ctx context.Context, l net.Listener, w *source.Writer) error {
 // InstanceView is one instance as the API shows it.
 type InstanceView struct {
 	Name           string   `json:"name"`
+	Host           string   `json:"host,omitempty"`
 	TAP            string   `json:"tap"`
 	MAC            string   `json:"mac"`
 	IPv4           string   `json:"ipv4"`

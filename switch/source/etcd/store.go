@@ -57,6 +57,7 @@ type HostRecord struct {
 	Applied int64  `json:"applied-revision"` // the policy revision it enforces
 	Since   string `json:"since"`            // when it started (RFC 3339)
 	Error   string `json:"error,omitempty"`  // why the newest revision was refused, when it was
+	Live    bool   `json:"live"`             // registered: its lease is alive (set by the reader)
 }
 
 // Op is one write of a Commit: a put of Value, or a delete when Value is nil.

@@ -52,6 +52,7 @@ type Sync struct {
 	inForce atomic.Pointer[inForce] // the configuration in force and its revision, together
 
 	connected atomic.Bool
+	lastApply atomic.Int64 // nanoseconds
 	relists   atomic.Uint64
 	refusals  atomic.Uint64
 	since     time.Time
@@ -264,8 +265,12 @@ func (s *Sync) apply(snap Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("revision %d does not go in force: %w", snap.Rev, err)
 	}
-	s.log.Info("cluster: revision applied", "revision", snap.Rev, "took", time.Since(start), "changes", config.Diff(before, cfg))
+	took := time.Since(start)
+	s.lastApply.Store(int64(took))
 	s.wake(snap.Rev)
+	if s.log.Enabled(context.Background(), slog.LevelInfo) {
+		s.log.Info("cluster: revision applied", "revision", snap.Rev, "took", took, "changes", config.Diff(before, cfg))
+	}
 	return nil
 }
 
@@ -355,6 +360,7 @@ type Status struct {
 	Relists   uint64  `json:"relists"`       // watches lost and listed again
 	Refusals  uint64  `json:"refused-revisions"`
 	Refused   string  `json:"refused,omitempty"` // why the newest revision is not in force
+	LastApply float64 `json:"last-apply-seconds"` // how long building and swapping in the last revision took
 }
 
 // Status is the loop's state now.
@@ -362,7 +368,7 @@ func (s *Sync) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Status{Host: s.local.Cluster.Host, Connected: s.connected.Load(), Applied: s.applied.Load(), Seen: s.seen,
-		Relists: s.relists.Load(), Refusals: s.refusals.Load(), Staleness: -1}
+		Relists: s.relists.Load(), Refusals: s.refusals.Load(), Staleness: -1, LastApply: time.Duration(s.lastApply.Load()).Seconds()}
 	if !s.good.IsZero() {
 		st.Staleness = time.Since(s.good).Seconds()
 	}
@@ -569,6 +575,21 @@ func (s *Sync) ClusterHosts(ctx context.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every registered host is live; the hosts the policy names that are
+	// not registered are listed too, as not live.
+	known := map[string]bool{}
+	for i := range hosts {
+		hosts[i].Live = true
+		known[hosts[i].Host] = true
+	}
+	cfg, _ := s.Snapshot()
+	for _, in := range cfg.Instances {
+		if !known[in.Host] {
+			known[in.Host] = true
+			hosts = append(hosts, HostRecord{Host: in.Host})
+		}
+	}
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Host < hosts[j].Host })
 	if hosts == nil {
 		hosts = []HostRecord{}
 	}
