@@ -359,7 +359,7 @@ type Status struct {
 	Staleness float64 `json:"staleness"`     // seconds since the policy in force was last known current; -1: never
 	Relists   uint64  `json:"relists"`       // watches lost and listed again
 	Refusals  uint64  `json:"refused-revisions"`
-	Refused   string  `json:"refused,omitempty"` // why the newest revision is not in force
+	Refused   string  `json:"refused,omitempty"`  // why the newest revision is not in force
 	LastApply float64 `json:"last-apply-seconds"` // how long building and swapping in the last revision took
 }
 
