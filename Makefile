@@ -11,7 +11,7 @@ export SGSWITCH_GUEST_DIR := $(GUEST_DIR)
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm bench fuzz clean
+.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm demo-cluster bench fuzz clean
 
 all: build
 
@@ -59,6 +59,11 @@ test: deps lint build
 
 demo: deps build
 	$(GO) run ./cmd/labdemo -sgswitch $(BIN) -c testdata/lab/seed.yaml
+
+# demo-cluster: the seed scenario over three hosts sharing one policy
+# through a three-member etcd (the multi-host lab, cmd/clusterdemo).
+demo-cluster: deps build
+	$(GO) run ./cmd/clusterdemo -sgswitch $(BIN) -c testdata/lab/cluster.yaml
 
 bench: build
 	./bench/run.sh

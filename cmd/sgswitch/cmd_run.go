@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/sgswitch/sgswitch/filter/config"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/lab"
+	"github.com/sgswitch/sgswitch/switch/lab/cluster"
 	"github.com/sgswitch/sgswitch/switch/port"
 	"github.com/sgswitch/sgswitch/switch/source"
 	"github.com/sgswitch/sgswitch/switch/source/control"
@@ -323,6 +325,9 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if cfg.Cluster != nil {
+		return clusterLab(ctx, args[0], cfg, stdout)
+	}
 	if args[0] == "down" {
 		return lab.Down(cfg)
 	}
@@ -394,4 +399,35 @@ func createTAPs(cfg *config.Config) error {
 		p.Close()
 	}
 	return nil
+}
+
+// clusterLab is `lab up|down` of a cluster's policy file (instances with
+// their hosts): the multi-host lab of switch/lab/cluster, one `sgswitch run`
+// of this binary per host, until ctx ends.
+func clusterLab(ctx context.Context, verb string, cfg *config.Config, stdout io.Writer) error {
+	spec := cluster.Spec{Prefix: "sgc", Policy: cfg}
+	if verb == "down" {
+		return (&cluster.Lab{Spec: spec}).Down()
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "sgswitch-cluster-lab-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	spec.Binary, spec.Dir = bin, dir
+	l, err := cluster.Up(ctx, spec)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "lab up: etcd %s; hosts:", strings.Join(l.Etcd.Endpoints(), ","))
+	for _, h := range l.Hosts {
+		fmt.Fprintf(stdout, " %s (namespace %s, socket %s)", h.Name, h.NS, h.Socket)
+	}
+	fmt.Fprintf(stdout, "; the internet is namespace %s\n", l.Fabric())
+	<-ctx.Done()
+	return l.Down()
 }

@@ -25,10 +25,12 @@ func NamespaceOf(cfg *config.Config, device string, opts ...Option) string {
 // for in the namespace of its own name (the multi-host lab's layout).
 func OpenTAP(cfg *config.Config, device string, opt port.TAPOptions, opts ...Option) (port.Port, error) {
 	ns := NamespaceOf(cfg, device, opts...)
-	if ns == "" && cfg.Cluster != nil {
+	if cfg.Cluster != nil {
 		// A cluster host's instances come from etcd, not from cfg: the
-		// multi-host lab puts each instance's TAP in a namespace named
-		// after the TAP.
+		// multi-host lab (switch/lab/cluster) puts each instance's TAP in
+		// a namespace named after the TAP, and leaves the uplink's in the
+		// host's own namespace, where the switch runs.
+		ns = ""
 		if ok, _ := nsExists(device); ok {
 			ns = device
 		}

@@ -99,10 +99,16 @@ func Up(ctx context.Context, spec Spec) (l *Lab, err error) {
 	if spec.Policy.Cluster == nil {
 		return nil, errors.New("the policy has no cluster: section")
 	}
-	l = &Lab{Spec: spec}
+	lab := &Lab{Spec: spec}
+	l = lab
 	defer func() {
 		if err != nil {
-			l.Down()
+			var logs []string
+			for _, h := range lab.Hosts {
+				logs = append(logs, "--- "+h.Name+"'s log:\n"+h.Log())
+			}
+			err = fmt.Errorf("%w\n%s", err, strings.Join(logs, "\n"))
+			lab.Down()
 		}
 	}()
 	l.Down() // leftovers of a crashed run
@@ -128,6 +134,11 @@ func Up(ctx context.Context, spec Spec) (l *Lab, err error) {
 		{"-n", fab, "link", "set", p + "-br", "up"},
 	} {
 		if err := ip(c...); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range spec.Policy.Uplink.LabHosts {
+		if err := ip("-n", fab, "addr", "add", netip.PrefixFrom(a, a.BitLen()).String(), "dev", "lo"); err != nil {
 			return nil, err
 		}
 	}
@@ -314,6 +325,10 @@ func (l *Lab) PlaceInstances(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Fabric is the fabric namespace: the gateway and the lab hosts, the
+// internet of the lab.
+func (l *Lab) Fabric() string { return l.Spec.Prefix + "-fab" }
 
 // Host is the host called name.
 func (l *Lab) Host(name string) *Host {

@@ -686,6 +686,9 @@ const maxConfigBody = 64 << 20
 // over the switch's file as sent (comments kept). ?file=NAME names it in
 // error messages.
 func (c *controlServer) putConfiguration(r *http.Request) (int, any, uint64, *apiError) {
+	if c.w.Remote() != nil {
+		return 0, nil, 0, refuse(http.StatusConflict, "this switch is a host of a cluster: its policy is in etcd, not in a file; put a whole policy there with sgswitch cluster import -c FILE (this host's own file is re-read on SIGHUP)")
+	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
 	if err != nil {
 		return 0, nil, 0, refuse(http.StatusBadRequest, "reading the request body: %v", err)

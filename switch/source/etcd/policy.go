@@ -151,6 +151,13 @@ var (
 // checkRecord checks what Parse cannot see: that a record is one YAML
 // mapping whose name is its key's.
 func checkRecord(r Record, name string) *KeyProblem {
+	// The common case without a YAML parse (config.Parse reads every
+	// record anyway): a block mapping whose first line is its name.
+	if first, _, _ := strings.Cut(string(r.Value), "\n"); strings.HasPrefix(first, "name: ") {
+		if v := strings.Trim(strings.TrimSpace(first[len("name: "):]), `"'`); v == name {
+			return nil
+		}
+	}
 	var n yaml.Node
 	if err := yaml.Unmarshal(r.Value, &n); err != nil {
 		return &KeyProblem{Key: r.Key, Msg: "not YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
