@@ -90,6 +90,9 @@ func Start(dir string, n int, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	c := &Cluster{Dir: dir, opts: opts}
 	var initial []string
 	for i := 0; i < n; i++ {
@@ -160,6 +163,10 @@ func (c *Cluster) WaitHealthy(timeout time.Duration) error {
 			err := m.healthy()
 			if err == nil {
 				break
+			}
+			if !m.Running() {
+				log, _ := os.ReadFile(filepath.Join(c.Dir, m.Name+".log"))
+				return fmt.Errorf("etcd member %s exited: %s", m.Name, tail(string(log), 2000))
 			}
 			if time.Now().After(deadline) {
 				return fmt.Errorf("etcd member %s not healthy after %v: %w (log: %s)", m.Name, timeout, err, filepath.Join(c.Dir, m.Name+".log"))
@@ -288,4 +295,11 @@ func freePort(host string) (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
 }
