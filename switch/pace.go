@@ -7,7 +7,7 @@ import (
 )
 
 // Flood pacing: a port whose frames are mostly not established traffic
-// (drops, new connections, their refusals) at a high rate is read in bursts
+// (drops, new connections, resets) at a high rate is read in bursts
 // instead of a frame at a time. Each frame read the moment it arrives costs
 // a wake-up of the port's worker (netpoller, scheduler, a thread switch: on
 // a flood of small frames that is nearly all of the switch's work, 40 µs of
@@ -22,7 +22,7 @@ import (
 // its frames wait up to paceInterval.
 const (
 	paceWindow    = 10 * time.Millisecond // the rate is judged over this
-	paceMinFrames = 100                   // frames per window (10,000 frames/s) before a port can be paced
+	paceMinFrames = 50                    // frames per window (5,000 frames/s) before a port is paced; half that keeps it paced
 	paceInterval  = time.Millisecond      // how long a paced worker lets frames queue
 	// A read that had to wait (the queue was empty) takes at least a
 	// wake-up; one that found a frame queued returns within a system call.
@@ -37,21 +37,31 @@ type pacer struct {
 	paced       bool  // this port floods: read in bursts
 }
 
-// count records one frame's result.
-func (p *pacer) count(r Result) {
+// tcpRST is the RST flag of a TCP header.
+const tcpRST = 0x04
+
+// count records one frame's result. Unusual is anything but established
+// traffic, and the RSTs that answer a SYN flood (established replies, but
+// a flood of them is the flood's echo).
+func (p *pacer) count(r Result, f *filter.Frame) {
 	p.frames++
-	if r.Reason != filter.ReasonEstablished {
+	if r.Reason != filter.ReasonEstablished || (f.Proto == 6 && f.TCPFlags&tcpRST != 0) {
 		p.unusual++
 	}
 }
 
 // judge closes the window when it is over: the port is paced for the next
-// window when it read paceMinFrames or more, three quarters of them unusual.
+// window when it read paceMinFrames or more (half as many when it is paced
+// already), three quarters of them unusual.
 func (p *pacer) judge(now int64) {
 	if now-p.windowStart < int64(paceWindow) {
 		return
 	}
-	p.paced = p.frames >= paceMinFrames && 4*p.unusual >= 3*p.frames
+	min := paceMinFrames
+	if p.paced {
+		min /= 2 // hysteresis: a flood hovering about the rate is not paced one window in two
+	}
+	p.paced = p.frames >= min && 4*p.unusual >= 3*p.frames
 	p.windowStart, p.frames, p.unusual = now, 0, 0
 }
 

@@ -14,6 +14,7 @@ func TestPacer(t *testing.T) {
 	est := Result{Verdict: filter.Forward, Reason: filter.ReasonEstablished}
 	syn := Result{Verdict: filter.Forward, Reason: filter.ReasonRule}
 	spoof := Result{Verdict: filter.Drop, Reason: filter.ReasonSpoofIP}
+	rst := Result{Verdict: filter.Forward, Reason: filter.ReasonEstablished} // with an RST frame below
 	for _, tc := range []struct {
 		name   string
 		frames []Result // one window's frames, repeated to fill it
@@ -24,14 +25,23 @@ func TestPacer(t *testing.T) {
 		{"bulk transfer", []Result{est}, 5000, false},
 		{"SYN and spoofed flood", []Result{syn, spoof}, 400, true},
 		{"flood below the rate", []Result{syn, spoof}, paceMinFrames - 1, false},
+		{"flood at the rate", []Result{syn, spoof}, paceMinFrames, true},
 		{"half established", []Result{est, syn}, 1000, false},
 		{"three quarters unusual", []Result{est, syn, spoof, syn}, 1000, true},
+		{"a SYN flood's resets", []Result{rst}, 400, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var p pacer
 			p.judge(0)
+			var plain, reset filter.Frame
+			plain.Proto, plain.TCPFlags = 6, 0x10 // ACK
+			reset.Proto, reset.TCPFlags = 6, 0x14 // RST ACK
 			for i := range tc.n {
-				p.count(tc.frames[i%len(tc.frames)])
+				f := &plain
+				if tc.name == "a SYN flood's resets" {
+					f = &reset
+				}
+				p.count(tc.frames[i%len(tc.frames)], f)
 			}
 			p.judge(int64(paceWindow) / 2) // the window is not over: nothing changes
 			if p.paced {

@@ -91,7 +91,7 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 		case r.Replied():
 			s.reply(pr, q, &sc)
 		}
-		pace.count(r)
+		pace.count(r, &sc.frame)
 		pace.judge(s.clock.Now())
 		pace.afterRead(took)
 	}
