@@ -64,8 +64,10 @@ func (s *Switch) Run(ctx context.Context) error {
 func (s *Switch) serve(pr *portRuntime, q int) error {
 	buf := make([]byte, headroom+port.BufSize)
 	var sc Scratch
+	var pace pacer
 	src := pr.queues[q]
 	for {
+		t0 := time.Now()
 		n, err := src.Read(buf[headroom:])
 		if err != nil {
 			if pr.removed.Load() {
@@ -79,6 +81,7 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 			s.log.Error("port failed; it is not served until it is re-added", "port", pr.device, "err", err)
 			return nil
 		}
+		took := time.Since(t0)
 		r := s.Process(int(pr.id), buf[headroom:headroom+n], &sc)
 		switch {
 		case r.Verdict == filter.Forward:
@@ -88,6 +91,9 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 		case r.Replied():
 			s.reply(pr, q, &sc)
 		}
+		pace.count(r, &sc.frame)
+		pace.judge(s.clock.Now())
+		pace.afterRead(took)
 	}
 }
 
