@@ -268,8 +268,16 @@ func (h *Host) Cut(cut bool) error {
 	if !cut {
 		return run("ip", "netns", "exec", h.NS, "nft", "delete", "table", "inet", table)
 	}
-	rules := fmt.Sprintf("table inet %s { chain out { type filter hook output priority 0; ip daddr %s.1 drop; } }", table, h.lab.Spec.Mgmt)
-	return run("ip", "netns", "exec", h.NS, "nft", rules)
+	for _, c := range [][]string{
+		{"add", "table", "inet", table},
+		{"add", "chain", "inet", table, "out", "{", "type", "filter", "hook", "output", "priority", "0", ";", "}"},
+		{"add", "rule", "inet", table, "out", "ip", "daddr", h.lab.Spec.Mgmt + ".1", "drop"},
+	} {
+		if err := run("ip", append([]string{"netns", "exec", h.NS, "nft"}, c...)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // importPolicy runs `sgswitch cluster import` of the policy.
