@@ -252,6 +252,7 @@ func TestE2ECluster(t *testing.T) {
 	// meanwhile, then a compaction of its revision; when let back, hv-c
 	// lists again and ends with the policy of the others.
 	hc := l.Host("hv-c")
+	relists := c.status("hv-c").Relists
 	if err := hc.Cut(true); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,6 @@ func TestE2ECluster(t *testing.T) {
 		}
 	}()
 	c.waitFor("hv-c noticing the cut", 30*time.Second, func() bool { return !c.status("hv-c").Connected })
-	relists := c.status("hv-c").Relists
 	if code, out := c.ctl("hv-a", "instance", "groups", "eco3", "ec-ops,ec-web"); code != 0 {
 		t.Fatalf("the change during the cut: %s", out)
 	}
