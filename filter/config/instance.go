@@ -75,6 +75,14 @@ func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 	if v := m.val("smtp-egress"); v != nil {
 		in.SMTPEgress, _ = p.boolean(v, m.field("smtp-egress"))
 	}
+	if v := m.val("vhost-user"); v != nil {
+		// The VM's queues over shared memory: no TAP, not even the default one.
+		if t := m.val("tap"); t != nil {
+			p.errorf(v.Line, m.field("vhost-user"), "an instance has one port; give either tap or vhost-user, not both")
+		}
+		in.TAP = ""
+		in.VhostUser = p.decodeVhostUser(v, m.field("vhost-user"))
+	}
 	return in
 }
 
