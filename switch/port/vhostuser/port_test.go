@@ -17,7 +17,7 @@ import (
 )
 
 // sockPath is a socket path in a test-owned directory named with the vh prefix.
-func sockPath(t *testing.T) string {
+func sockPath(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "vh-test-")
 	if err != nil {
@@ -31,6 +31,10 @@ var defaultCfg = vhosttest.Config{Pairs: 1, Features: vhosttest.DefaultFeatures,
 
 // pair opens a server port and connects a guest to it.
 func pair(t *testing.T, cfg vhosttest.Config) (*vhostuser.Port, *vhosttest.Guest) {
+	return benchPair(t, cfg)
+}
+
+func benchPair(t testing.TB, cfg vhosttest.Config) (*vhostuser.Port, *vhosttest.Guest) {
 	t.Helper()
 	path := sockPath(t)
 	p, err := vhostuser.Open("vh0", vhostuser.Options{Socket: path, Mode: vhostuser.Server, QueuePairs: max(cfg.Pairs, 1)})
@@ -48,7 +52,7 @@ func pair(t *testing.T, cfg vhosttest.Config) (*vhostuser.Port, *vhosttest.Guest
 	return p, g
 }
 
-func guest(t *testing.T) *vhosttest.Guest {
+func guest(t testing.TB) *vhosttest.Guest {
 	t.Helper()
 	g, err := vhosttest.New(16 << 20)
 	if err != nil {
