@@ -296,8 +296,9 @@ const (
 
 // popTx copies the next frame the guest transmitted into buf as the switch's
 // ports carry it: the 10-byte virtio-net header, then the Ethernet frame. The
-// guest's buffers are returned to it at once: the copy is the switch's own,
-// which the guest can no longer change.
+// guest's buffers are handed back (used entry written; the caller publishes
+// it before looking at the copy): the copy is the switch's own, which the
+// guest can no longer change.
 func (v *vring) popTx(buf []byte) (int, popResult, brokenReason) {
 	head, ok, b := v.nextHead()
 	if !ok {
@@ -348,14 +349,11 @@ func (v *vring) popTx(buf []byte) (int, popResult, brokenReason) {
 		}
 		i = next
 	}
+	// The used entry is published by the caller, once per batch.
 	v.putUsed(v.usedIdx, head, 0)
 	v.usedIdx++
 	v.lastAvail++
 	v.pending++
-	v.publishUsed()
-	if v.pending >= 32 {
-		v.interrupt()
-	}
 	if !fits || pos < h || len(buf) < port.VnetHdrSize {
 		return 0, popDropped, notBroken
 	}
@@ -473,8 +471,7 @@ func (v *vring) pushRx(frame []byte, s *rxStream) (pushResult, brokenReason) {
 		}
 	}
 	v.pending += int(chains)
-	v.publishUsed()
-	return pushDone, notBroken
+	return pushDone, notBroken // published by the caller, once per batch
 }
 
 func (v *vring) h12() bool { return v.hdrLen == port.VnetHdrSize+2 }
