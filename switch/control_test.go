@@ -44,7 +44,8 @@ func newControlEnv(t *testing.T, stage stageFunc) *controlEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := New(cfg, Options{OpenPort: func(device string) (port.Port, error) {
+	sw, err := New(cfg, Options{OpenPort: func(spec port.Spec) (port.Port, error) {
+		device := spec.Device
 		if device == "fail0" {
 			return nil, fmt.Errorf("open %s: device busy", device)
 		}

@@ -45,7 +45,7 @@ func Diff(old, new *Config) string {
 			parts = append(parts, "instance "+in.Name+" added")
 		case !slices.Equal(o.SecurityGroups, in.SecurityGroups):
 			parts = append(parts, fmt.Sprintf("instance %s groups %v → %v", in.Name, o.SecurityGroups, in.SecurityGroups))
-		case o.SMTPEgress != in.SMTPEgress || o.IPv4 != in.IPv4 || o.IPv6 != in.IPv6 || o.MAC.String() != in.MAC.String() || o.TAP != in.TAP:
+		case o.SMTPEgress != in.SMTPEgress || o.IPv4 != in.IPv4 || o.IPv6 != in.IPv6 || o.MAC.String() != in.MAC.String() || o.TAP != in.TAP || o.Netdev != in.Netdev:
 			parts = append(parts, "instance "+in.Name+" changed")
 		}
 	}

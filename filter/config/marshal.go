@@ -21,7 +21,11 @@ func Marshal(cfg *Config) ([]byte, error) {
 	}
 	if u := cfg.Uplink; u != nil {
 		m := mapNode(false)
-		put(m, "port", strNode(u.Port))
+		if u.Netdev != "" {
+			put(m, "netdev", strNode(u.Netdev))
+		} else {
+			put(m, "port", strNode(u.Port))
+		}
 		put(m, "gateway", strNode(u.Gateway.String()))
 		if len(u.LabHosts) > 0 {
 			put(m, "lab-hosts", addrList(u.LabHosts))
@@ -171,7 +175,9 @@ func marshalRule(r *Rule) *yaml.Node {
 func marshalInstance(in *Instance) *yaml.Node {
 	m := mapNode(true)
 	put(m, "name", strNode(in.Name))
-	if in.TAP != in.Name {
+	if in.Netdev != "" {
+		put(m, "netdev", strNode(in.Netdev))
+	} else if in.TAP != in.Name {
 		put(m, "tap", strNode(in.TAP))
 	}
 	mac := strNode(in.MAC.String())

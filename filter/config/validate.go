@@ -40,8 +40,13 @@ func (p *parser) crossCheck(c *Config) {
 	names, taps, macs := map[string]string{}, map[string]string{}, map[string]string{}
 	addrs := map[netip.Addr]string{}
 	if u := c.Uplink; u != nil {
-		if u.Port != "" {
-			claimOnce(p, taps, u.Port, "uplink.port", fmt.Sprintf("%q", u.Port))
+		for _, f := range []string{"tap", "port"} {
+			if _, given := p.lines["uplink."+f]; given && u.Port != "" {
+				claimOnce(p, taps, u.Port, "uplink."+f, fmt.Sprintf("%q", u.Port))
+			}
+		}
+		if u.Netdev != "" {
+			claimOnce(p, taps, u.Netdev, "uplink.netdev", fmt.Sprintf("%q", u.Netdev))
 		}
 		if u.Gateway.IsValid() {
 			claimOnce(p, addrs, u.Gateway.Addr(), "uplink.gateway", u.Gateway.Addr().String())
@@ -63,6 +68,9 @@ func (p *parser) crossCheck(c *Config) {
 				shown += " (the default TAP name, from name)"
 			}
 			claimOnce(p, taps, in.TAP, path+".tap", shown)
+		}
+		if in.Netdev != "" {
+			claimOnce(p, taps, in.Netdev, path+".netdev", fmt.Sprintf("%q", in.Netdev))
 		}
 		if in.MAC != nil {
 			claimOnce(p, macs, string(in.MAC), path+".mac", in.MAC.String())
