@@ -3,26 +3,45 @@
 GO      ?= go
 BIN     := bin/sgswitch
 PKGS    := ./...
-APT_PKGS := udhcpc iputils-ping iproute2 util-linux
+APT_PKGS := udhcpc iputils-ping iproute2 util-linux qemu-system-x86 busybox-static
+# GUEST_DIR holds the kernel of the QEMU test guests (switch/lab/vm): the
+# package that linux-image-cloud-amd64 depends on, unpacked, not installed.
+GUEST_DIR ?= /var/cache/sgswitch/guest
+export SGSWITCH_GUEST_DIR := $(GUEST_DIR)
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps lint test unit e2e demo bench fuzz clean
+.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/sgswitch
 
-# deps installs the Debian packages the end-to-end tests and the demo use
-# (a DHCP client and ping inside namespaces). Skipped when already present.
+# deps installs the Debian packages the end-to-end tests and the demos use
+# (a DHCP client and ping inside namespaces; QEMU and busybox-static for the
+# test guests) and the guests' kernel. Skipped when already present.
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 $$missing >/dev/null; \
 	fi
+	$(MAKE) --no-print-directory guest-kernel
 	$(GO) mod download
+
+# guest-kernel unpacks (dpkg-deb -x) the kernel package that Debian's
+# linux-image-cloud-amd64 depends on today into GUEST_DIR, resolved with
+# apt-cache each time; nothing is installed. Skipped when that version is there.
+guest-kernel:
+	@pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '$$1 == "Depends:" && $$2 ~ /^linux-image-/ {print $$2; exit}'); \
+	if [ -z "$$pkg" ]; then echo "apt-cache knows no linux-image-cloud-amd64: run apt-get update"; exit 1; fi; \
+	if [ -f "$(GUEST_DIR)/.$$pkg" ]; then exit 0; fi; \
+	echo "unpacking $$pkg into $(GUEST_DIR)"; \
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	(cd "$$tmp" && apt-get download -q=2 "$$pkg" 2>/dev/null) && \
+	rm -rf "$(GUEST_DIR)" && mkdir -p "$(GUEST_DIR)" && \
+	dpkg-deb -x "$$tmp"/$$pkg_*.deb "$(GUEST_DIR)" && touch "$(GUEST_DIR)/.$$pkg"
 
 lint:
 	$(GO) vet $(PKGS)
@@ -50,7 +69,7 @@ bench: build
 # frame sequences whose minimisation otherwise takes the default 60s each, most
 # of a run. FuzzDecode also fuzzes the guard: it runs every frame it accepts
 # through Guard.
-FUZZ_TARGETS := ./filter:FuzzDecode ./switch:FuzzPipeline ./filter/config:FuzzConfig ./conntrack:FuzzRestore ./switch:FuzzControlRequest
+FUZZ_TARGETS := ./filter:FuzzDecode ./switch:FuzzPipeline ./filter/config:FuzzConfig ./conntrack:FuzzRestore ./switch/source/control:FuzzControlRequest ./switch/port/vhostuser:FuzzDecode ./switch/port/vhostuser:FuzzDescriptorWalk
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

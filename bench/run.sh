@@ -31,13 +31,14 @@ cap=$(mktemp --suffix .pcap)
 trap 'rm -f "$out" "$cap"' EXIT
 go run ./bench/gencap -o "$cap" -conns "$REPLAY_CONNS" >/dev/null
 echo
-printf '%-60s %14s\n' "REPLAY ($REPLAY_CONNS rounds of the seed mix, median of $REPLAY_RUNS)" frames/s
+printf '%-60s %14s %14s\n' "REPLAY ($REPLAY_CONNS rounds of the seed mix, median of $REPLAY_RUNS)" "whole command" "pipeline alone"
 for workers in 1 0; do
 	rates=$(for _ in $(seq "$REPLAY_RUNS"); do
-		bin/sgswitch replay -c testdata/lab/seed.yaml --workers "$workers" "$cap" | awk '/^frames/ {print $5}'
+		bin/sgswitch replay -c testdata/lab/seed.yaml --workers "$workers" "$cap" |
+			awk '/^frames/ {w=$5} /^pipeline alone/ {print w, $4}'
 	done | sort -n)
-	median=$(echo "$rates" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	median=$(echo "$rates" | awk '{a[NR]=$1; b[NR]=$2} END {print a[int((NR+1)/2)], b[int((NR+1)/2)]}')
 	label="one worker"
 	[ "$workers" = 0 ] && label="one worker per core ($(nproc))"
-	printf '%-60s %14s\n' "replay, $label" "$median"
+	printf '%-60s %14s %14s frames/s\n' "replay, $label" $median
 done

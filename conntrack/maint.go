@@ -178,3 +178,49 @@ func (t *Table) Stats() Stats {
 	st.TCP, st.UDP, st.ICMP, st.Other = protos[classTCP], protos[classUDP], protos[classICMP], protos[classOther]
 	return st
 }
+
+// scanBatch bounds the connections Scan copies per hold of a shard lock.
+const scanBatch = 256
+
+// Scan shows every live connection to visit, in batches of at most 256
+// copied out under their shard's lock: visit runs with no lock held, so a
+// long evaluation of each connection never keeps a packet waiting for more
+// than the copy of one batch. It changes nothing in the table (no state,
+// timeout or counter). A connection inserted or freed while Scan runs may be
+// shown or not. visit must not keep the batch (its memory is reused); it
+// returns false to stop the scan.
+func (t *Table) Scan(visit func(batch []ConnInfo) bool) {
+	buf := make([]ConnInfo, 0, scanBatch)
+	for si := range t.shards {
+		s := &t.shards[si]
+		for i := uint32(0); ; {
+			buf = buf[:0]
+			now := t.clock.Now()
+			s.mu.Lock()
+			for ; i < s.used && len(buf) < scanBatch; i++ {
+				e := s.at(i)
+				if e.state == StateNone || e.expires <= now {
+					continue
+				}
+				buf = append(buf, ConnInfo{
+					Key:      e.origKey(),
+					Protocol: ProtoName(e.key.Proto),
+					State:    e.state,
+					Timeout:  time.Duration(e.expires - now),
+					Packets:  e.packets,
+					Bytes:    e.bytes,
+					Meta:     e.meta(),
+					Conn:     Handle{uint32(si), i, e.gen},
+				})
+			}
+			more := i < s.used
+			s.mu.Unlock()
+			if len(buf) > 0 && !visit(buf) {
+				return
+			}
+			if !more {
+				break
+			}
+		}
+	}
+}

@@ -718,3 +718,56 @@ func TestClocks(t *testing.T) {
 		t.Fatalf("ManualClock: %d", m.Now())
 	}
 }
+
+// TestScan: Scan shows every live connection once, in batches no larger
+// than scanBatch, skips expired and freed ones, stops when asked, and
+// changes nothing.
+func TestScan(t *testing.T) {
+	tab, clk := newTestTable(Config{Shards: 2})
+	const n = 3*scanBatch + 17 // more than a batch in each shard
+	for i := range n {
+		mustInsert(t, tab, udpPacket(uint16(i), 53), Meta{A: int32(i)})
+	}
+	clk.Advance(time.Second)
+	mustInsert(t, tab, udpPacket(60000, 53), Meta{A: -1}) // expires a second after the others
+	before := tab.Stats()
+	seen := map[int32]int{}
+	batches := 0
+	tab.Scan(func(b []ConnInfo) bool {
+		batches++
+		if len(b) == 0 || len(b) > scanBatch {
+			t.Fatalf("batch of %d", len(b))
+		}
+		for _, c := range b {
+			seen[c.Meta.A]++
+		}
+		return true
+	})
+	if len(seen) != n+1 || batches < 4 {
+		t.Fatalf("%d connections in %d batches, want %d in at least 4", len(seen), batches, n+1)
+	}
+	for a, k := range seen {
+		if k != 1 {
+			t.Fatalf("connection %d shown %d times", a, k)
+		}
+	}
+	if after := tab.Stats(); after != before {
+		t.Fatalf("Scan changed the table's counters: %+v, was %+v", after, before)
+	}
+	clk.Advance(29*time.Second + 500*time.Millisecond) // the first n expire (30 s), not the last
+	var live []int32
+	tab.Scan(func(b []ConnInfo) bool {
+		for _, c := range b {
+			live = append(live, c.Meta.A)
+		}
+		return true
+	})
+	if len(live) != 1 || live[0] != -1 {
+		t.Fatalf("after expiry Scan shows %v, want [-1]", live)
+	}
+	calls := 0
+	tab.Scan(func([]ConnInfo) bool { calls++; return false })
+	if calls != 1 {
+		t.Fatalf("visit called %d times after returning false", calls)
+	}
+}

@@ -117,7 +117,14 @@ func (s *Switch) recheck(st *state, m *conntrack.Meta, p *conntrack.Packet, dir 
 	if dir == conntrack.Reply {
 		k = k.Reverse()
 	}
-	pkt := &sc.pkt
+	return s.recheckKey(st, m, &k, &sc.pkt)
+}
+
+// recheckKey is recheck for the connection whose original direction is k:
+// the verdict of state st's policy on it. The dry run of a change asks it of
+// the candidate state, so that it predicts exactly what the re-check after
+// the change will decide. pkt is scratch memory.
+func (s *Switch) recheckKey(st *state, m *conntrack.Meta, k *conntrack.Key, pkt *filter.Packet) Result {
 	*pkt = filter.Packet{Proto: k.Proto, Src: k.SrcAddr(), Dst: k.DstAddr(), SrcPort: k.SrcPort, DstPort: k.DstPort}
 	switch k.Proto {
 	case filter.ProtoICMP:
@@ -125,11 +132,20 @@ func (s *Switch) recheck(st *state, m *conntrack.Meta, p *conntrack.Packet, dir 
 	case filter.ProtoICMPv6:
 		*pkt = filter.Packet{Proto: k.Proto, Src: pkt.Src, Dst: pkt.Dst, ICMPType: 128}
 	}
-	from, to := m.A, m.B
-	if to == st.uplink && !ownsAddr(st, from, pkt.Src) {
-		from, to = to, from // opened from the uplink (see track)
-	}
+	from, to := ends(st, m, pkt.Src)
 	return s.decide(st, from, to, pkt)
+}
+
+// ends are the port ids of a connection's originator and responder, whose
+// original direction has source address src. Meta.A is the connection's
+// owner, which is the responder when it was opened from the uplink (see
+// track).
+func ends(st *state, m *conntrack.Meta, src netip.Addr) (from, to int32) {
+	from, to = m.A, m.B
+	if to == st.uplink && !ownsAddr(st, from, src) {
+		from, to = to, from
+	}
+	return from, to
 }
 
 // ownsAddr reports whether instance port id has address a.

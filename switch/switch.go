@@ -1,6 +1,8 @@
 // Package vswitch (directory switch) is the switch itself: its ports, the
 // forwarding table, the per-frame pipeline, the local responders (ARP, DHCP,
-// NDP), counters and the control API.
+// NDP) and counters: the datapath. Where its configuration comes from (the
+// file, the control API, etcd) is the business of the sources of policy,
+// switch/source and below, which all end in ApplyAt.
 //
 // Port ids: at start the instances of the configuration in file order are
 // ports 0..n-1 and the uplink, when configured, is port n. A port added later
@@ -133,7 +135,7 @@ func New(cfg *config.Config, opt Options) (*Switch, error) {
 		age = config.DefaultMACAgeing
 	}
 	s.fdb = newUplinkFDB(maxMACs, age)
-	st, _, err := s.buildState(cfg, nil)
+	st, _, err := s.buildState(cfg, nil, s.open)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +159,7 @@ func (s *Switch) Apply(cfg *config.Config) error {
 var ErrStale = errors.New("the configuration changed since the version this change is based on")
 
 // Version is the version of the configuration in force; it grows by one with
-// every change applied (API, reload).
+// every change applied (by any source of policy).
 func (s *Switch) Version() uint64 { return s.state.Load().gen }
 
 // ApplyAt is Apply for a change based on configuration version: when another
@@ -170,7 +172,7 @@ func (s *Switch) ApplyAt(cfg *config.Config, version uint64) error {
 	if version != 0 && version != prev.gen {
 		return ErrStale
 	}
-	st, added, err := s.buildState(cfg, prev)
+	st, added, err := s.buildState(cfg, prev, s.open)
 	if err != nil {
 		return err
 	}
@@ -193,8 +195,9 @@ func (s *Switch) ApplyAt(cfg *config.Config, version uint64) error {
 
 // buildState compiles cfg into a pipeline state, reusing what it can of prev
 // (the compiled policy's unchanged parts, the ports of unchanged instances).
-// It returns the ports it opened; on error it closes them again.
-func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added []*portRuntime, err error) {
+// It opens the devices of new ports with open (nil: it opens nothing, as a
+// dry run wants) and returns those ports; on error it closes them again.
+func (s *Switch) buildState(cfg *config.Config, prev *state, open func(port.Spec) (port.Port, error)) (st *state, added []*portRuntime, err error) {
 	start := time.Now()
 	defer func() {
 		if st != nil {
@@ -252,8 +255,8 @@ func (s *Switch) buildState(cfg *config.Config, prev *state) (st *state, added [
 			return pr.id, nil
 		}
 		pr := &portRuntime{id: int32(len(st.ports)), device: spec.Device, kind: spec.Kind, limit: newTokenBucket(responderRate, responderBurst)}
-		if s.open != nil {
-			p, err := s.open(spec)
+		if open != nil {
+			p, err := open(spec)
 			if err != nil {
 				return -1, err
 			}
@@ -316,6 +319,35 @@ func uplinkSpec(u *config.Uplink) port.Spec {
 
 // Config is the configuration currently in force.
 func (s *Switch) Config() *config.Config { return s.state.Load().cfg }
+
+// Snapshot is the configuration in force and its version, read together: a
+// source of policy bases a change on them (ApplyAt).
+func (s *Switch) Snapshot() (*config.Config, uint64) {
+	st := s.state.Load()
+	return st.cfg, st.gen
+}
+
+// Reset puts the switch back as New(cfg) leaves it: version 1, every port
+// reopened with the ids New gives them, the connection table empty. It
+// reuses the tables New allocates, for a fuzzer that replays thousands of
+// inputs each from the initial state. Not for a switch that is running.
+func (s *Switch) Reset(cfg *config.Config) error {
+	st, _, err := s.buildState(cfg, nil, s.open)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	old := s.state.Swap(st)
+	s.mu.Unlock()
+	for _, pr := range old.ports {
+		if pr != nil && pr.port != nil {
+			pr.removed.Store(true)
+			pr.port.Close()
+		}
+	}
+	s.ct.Flush()
+	return nil
+}
 
 // Policy is the compiled policy currently in force.
 func (s *Switch) Policy() *filter.Policy { return s.state.Load().policy }

@@ -20,6 +20,8 @@ import (
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/lab"
 	"github.com/sgswitch/sgswitch/switch/port"
+	"github.com/sgswitch/sgswitch/switch/source"
+	"github.com/sgswitch/sgswitch/switch/source/control"
 )
 
 // configFlag registers -c/--config on fs.
@@ -200,7 +202,7 @@ func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, opt serveO
 			log.Warn("no metrics endpoint", "metrics", addr, "err", err)
 		}
 	}
-	ctl, err := vswitch.ListenControl(cfg.Switch.Control)
+	ctl, err := control.Listen(cfg.Switch.Control)
 	if err != nil {
 		if metrics != nil {
 			metrics.Close()
@@ -211,8 +213,11 @@ func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, opt serveO
 	defer os.Remove(cfg.Switch.Control)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sw.Run(ctx) })
-	g.Go(func() error { return sw.ServeControl(ctx, ctl) })
-	g.Go(func() error { return reloadOnHUP(ctx, sw, cfg.File, log) })
+	// One writer for every source of policy: the control API and the
+	// SIGHUP reload take turns.
+	writer := source.NewWriter(sw, source.Options{Logger: log})
+	g.Go(func() error { return control.Serve(ctx, ctl, writer) })
+	g.Go(func() error { return reloadOnHUP(ctx, writer, cfg.File, log) })
 	if metrics != nil {
 		g.Go(func() error { return sw.ServeMetrics(ctx, metrics) })
 	}
@@ -237,7 +242,8 @@ func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, opt serveO
 
 // reloadOnHUP re-reads the configuration file on SIGHUP. A file that does not
 // load, or that cannot be applied, leaves the running policy in force.
-func reloadOnHUP(ctx context.Context, sw *vswitch.Switch, path string, log *slog.Logger) error {
+func reloadOnHUP(ctx context.Context, w *source.Writer, path string, log *slog.Logger) error {
+	sw := w.Switch()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -247,10 +253,10 @@ func reloadOnHUP(ctx context.Context, sw *vswitch.Switch, path string, log *slog
 			return nil
 		case <-hup:
 		}
-		// Through the control API's lock: a reload never lands between an API
+		// Through the writer's lock: a reload never lands between an API
 		// change being applied and its file being renamed into place.
 		before := sw.Config()
-		after, err := sw.ReloadFile(path)
+		after, err := w.ReloadFile(path)
 		if err != nil {
 			log.Error("reload refused; the previous configuration stays in force", "file", path, "err", err)
 			continue

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	vswitch "github.com/sgswitch/sgswitch/switch"
+	"github.com/sgswitch/sgswitch/switch/source/control"
 )
 
 // The `sgswitch ctl` commands, one function each (see ctlUsage).
@@ -76,7 +77,7 @@ func ctlGroupList(x *ctlCmd, args []string) error {
 	if err := x.parse(args, 0, 0, "[-o json]"); err != nil {
 		return err
 	}
-	return show(x, "/v1/security-groups", func(tw io.Writer, groups []vswitch.GroupView) {
+	return show(x, "/v1/security-groups", func(tw io.Writer, groups []control.GroupView) {
 		fmt.Fprintln(tw, "NAME\tRULES\tEXTERNAL-SOURCES\tINSTANCES\tDESCRIPTION")
 		for _, g := range groups {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", g.Name, len(g.Rules), dash(strings.Join(g.ExternalSources, ",")),
@@ -86,8 +87,8 @@ func ctlGroupList(x *ctlCmd, args []string) error {
 }
 
 // getGroup fetches one group and the configuration version it is from.
-func (x *ctlCmd) getGroup(name string) (vswitch.GroupView, string, error) {
-	var g vswitch.GroupView
+func (x *ctlCmd) getGroup(name string) (control.GroupView, string, error) {
+	var g control.GroupView
 	_, version, err := x.c.do(x.ctx, http.MethodGet, "/v1/security-groups/"+esc(name), nil, "", &g)
 	return g, version, err
 }
@@ -124,11 +125,11 @@ func ctlGroupCreate(x *ctlCmd, args []string) error {
 	if err := x.parse(args, 1, 1, "NAME [--description D]"); err != nil {
 		return err
 	}
-	spec := vswitch.GroupSpec{Name: &x.pos[0]}
+	spec := control.GroupSpec{Name: &x.pos[0]}
 	if x.set("description") {
 		spec.Description = desc
 	}
-	var out vswitch.Changed
+	var out control.Changed
 	return x.change(http.MethodPost, "/v1/security-groups", spec, &out, func() {
 		fmt.Fprintf(x.stdout, "created security group %s (version %d)\n", x.pos[0], out.Version)
 	})
@@ -139,7 +140,7 @@ func ctlGroupDelete(x *ctlCmd, args []string) error {
 	if err := x.parse(args, 1, 1, "NAME"); err != nil {
 		return err
 	}
-	var out vswitch.Changed
+	var out control.Changed
 	return x.change(http.MethodDelete, "/v1/security-groups/"+esc(x.pos[0]), nil, &out, func() {
 		fmt.Fprintf(x.stdout, "deleted security group %s (version %d)\n", x.pos[0], out.Version)
 	})
@@ -151,10 +152,10 @@ func ctlGroupDelete(x *ctlCmd, args []string) error {
 type indexedRule struct {
 	Index int    `json:"index"`
 	ID    string `json:"id"`
-	vswitch.RuleSpec
+	control.RuleSpec
 }
 
-func indexRules(g vswitch.GroupView) []indexedRule {
+func indexRules(g control.GroupView) []indexedRule {
 	out := []indexedRule{}
 	for i, r := range g.Rules {
 		out = append(out, indexedRule{Index: i, ID: g.Name + "/" + deref(r.FlowDirection) + "/" + strconv.Itoa(i), RuleSpec: r})
@@ -170,7 +171,7 @@ func deref[T any](p *T) T {
 	return *p
 }
 
-func (x *ctlCmd) ruleTable(g vswitch.GroupView) error {
+func (x *ctlCmd) ruleTable(g control.GroupView) error {
 	if len(g.Rules) == 0 {
 		fmt.Fprintf(x.stdout, "security group %s has no rules\n", g.Name)
 		return nil
@@ -183,7 +184,7 @@ func (x *ctlCmd) ruleTable(g vswitch.GroupView) error {
 	return tw.Flush()
 }
 
-func rulePorts(r vswitch.RuleSpec) string {
+func rulePorts(r control.RuleSpec) string {
 	switch {
 	case r.StartPort == nil || r.EndPort == nil:
 		return "-"
@@ -195,7 +196,7 @@ func rulePorts(r vswitch.RuleSpec) string {
 	return fmt.Sprintf("%d-%d", *r.StartPort, *r.EndPort)
 }
 
-func ruleICMP(r vswitch.RuleSpec) string {
+func ruleICMP(r control.RuleSpec) string {
 	p := deref(r.Protocol)
 	switch {
 	case r.ICMP != nil && r.ICMP.Code != nil:
@@ -208,7 +209,7 @@ func ruleICMP(r vswitch.RuleSpec) string {
 	return "-"
 }
 
-func rulePeer(r vswitch.RuleSpec) string {
+func rulePeer(r control.RuleSpec) string {
 	if r.SecurityGroup != nil {
 		return "group " + *r.SecurityGroup
 	}
@@ -253,7 +254,7 @@ func ctlRuleAdd(x *ctlCmd, args []string) error {
 	if x.set("network") == x.set("security-group") {
 		return usageError("%s: give the peer as exactly one of --network CIDR and --security-group GROUP", x.name)
 	}
-	spec := vswitch.RuleSpec{FlowDirection: dir, Protocol: proto}
+	spec := control.RuleSpec{FlowDirection: dir, Protocol: proto}
 	if x.set("network") {
 		spec.Network = network
 	}
@@ -267,7 +268,7 @@ func ctlRuleAdd(x *ctlCmd, args []string) error {
 		spec.EndPort = end
 	}
 	if x.set("icmp-type") || x.set("icmp-code") {
-		spec.ICMP = &vswitch.ICMPSpec{}
+		spec.ICMP = &control.ICMPSpec{}
 		if x.set("icmp-type") {
 			spec.ICMP.Type = icmpType
 		}
@@ -278,7 +279,7 @@ func ctlRuleAdd(x *ctlCmd, args []string) error {
 	if x.set("description") {
 		spec.Description = desc
 	}
-	var out vswitch.RuleAdded
+	var out control.RuleAdded
 	return x.change(http.MethodPost, "/v1/security-groups/"+esc(x.pos[0])+"/rules", spec, &out, func() {
 		fmt.Fprintf(x.stdout, "added rule %s: index %d of security group %s (version %d)\n", out.ID, out.Index, out.Group, out.Version)
 	})
@@ -292,7 +293,7 @@ func ctlRuleDelete(x *ctlCmd, args []string) error {
 	if n, err := strconv.Atoi(x.pos[1]); err != nil || n < 0 {
 		return usageError("%s: INDEX %q: want the rule's index as `sgswitch ctl rule list %s` shows it", x.name, x.pos[1], x.pos[0])
 	}
-	var out vswitch.Changed
+	var out control.Changed
 	return x.change(http.MethodDelete, "/v1/security-groups/"+esc(x.pos[0])+"/rules/"+x.pos[1], nil, &out, func() {
 		fmt.Fprintf(x.stdout, "deleted rule %s (version %d); the rules after it moved down by one\n", out.Deleted, out.Version)
 	})
@@ -318,9 +319,9 @@ func ctlSourceList(x *ctlCmd, args []string) error {
 }
 
 func (x *ctlCmd) setSources(group string, sources []string) error {
-	var out vswitch.Changed
+	var out control.Changed
 	return x.change(http.MethodPut, "/v1/security-groups/"+esc(group)+"/external-sources",
-		vswitch.ExternalSourcesSpec{ExternalSources: sources}, &out, func() {
+		control.ExternalSourcesSpec{ExternalSources: sources}, &out, func() {
 			list := "none"
 			if out.Group != nil && len(out.Group.ExternalSources) > 0 {
 				list = strings.Join(out.Group.ExternalSources, ", ")
@@ -354,7 +355,7 @@ func ctlInstanceList(x *ctlCmd, args []string) error {
 	if err := x.parse(args, 0, 0, "[-o json]"); err != nil {
 		return err
 	}
-	return show(x, "/v1/instances", func(tw io.Writer, list []vswitch.InstanceView) {
+	return show(x, "/v1/instances", func(tw io.Writer, list []control.InstanceView) {
 		fmt.Fprintln(tw, "NAME\tTAP\tMAC\tIPV4\tIPV6\tSECURITY-GROUPS\tSMTP-EGRESS")
 		for _, in := range list {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", in.Name, in.TAP, in.MAC, in.IPv4, dash(in.IPv6), strings.Join(in.SecurityGroups, ","), in.SMTPEgress)
@@ -366,7 +367,7 @@ func ctlInstanceShow(x *ctlCmd, args []string) error {
 	if err := x.parse(args, 1, 1, "NAME [-o json]"); err != nil {
 		return err
 	}
-	return show(x, "/v1/instances/"+esc(x.pos[0]), func(tw io.Writer, in vswitch.InstanceView) {
+	return show(x, "/v1/instances/"+esc(x.pos[0]), func(tw io.Writer, in control.InstanceView) {
 		for _, kv := range [][2]string{{"name", in.Name}, {"tap", in.TAP}, {"mac", in.MAC}, {"ipv4", in.IPv4}, {"ipv6", dash(in.IPv6)},
 			{"security-groups", strings.Join(in.SecurityGroups, ", ")}, {"smtp-egress", strconv.FormatBool(in.SMTPEgress)}} {
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
@@ -403,7 +404,7 @@ func ctlInstanceAdd(x *ctlCmd, args []string) error {
 			return usageError("%s: --%s is missing (usage: sgswitch %s %s)", x.name, f, x.name, instanceAddUsage)
 		}
 	}
-	spec := vswitch.InstanceSpec{Name: &x.pos[0], MAC: mac, IPv4: ipv4}
+	spec := control.InstanceSpec{Name: &x.pos[0], MAC: mac, IPv4: ipv4}
 	if x.set("ipv6") {
 		spec.IPv6 = ipv6
 	}
@@ -416,7 +417,7 @@ func ctlInstanceAdd(x *ctlCmd, args []string) error {
 	if x.set("smtp-egress") {
 		spec.SMTPEgress = smtp
 	}
-	var out vswitch.Changed
+	var out control.Changed
 	return x.change(http.MethodPost, "/v1/instances", spec, &out, func() {
 		in := out.Instance
 		fmt.Fprintf(x.stdout, "added instance %s on TAP %s in security groups %s (version %d)\n", in.Name, in.TAP, strings.Join(in.SecurityGroups, ", "), out.Version)
@@ -428,7 +429,7 @@ func ctlInstanceRemove(x *ctlCmd, args []string) error {
 	if err := x.parse(args, 1, 1, "NAME"); err != nil {
 		return err
 	}
-	var out vswitch.Changed
+	var out control.Changed
 	return x.change(http.MethodDelete, "/v1/instances/"+esc(x.pos[0]), nil, &out, func() {
 		fmt.Fprintf(x.stdout, "removed instance %s (version %d)\n", x.pos[0], out.Version)
 	})
@@ -440,8 +441,8 @@ func ctlInstanceGroups(x *ctlCmd, args []string) error {
 		return err
 	}
 	groups := splitList(x.pos[1:]...)
-	var out vswitch.Changed
-	return x.change(http.MethodPut, "/v1/instances/"+esc(x.pos[0])+"/security-groups", vswitch.MembershipSpec{SecurityGroups: groups}, &out, func() {
+	var out control.Changed
+	return x.change(http.MethodPut, "/v1/instances/"+esc(x.pos[0])+"/security-groups", control.MembershipSpec{SecurityGroups: groups}, &out, func() {
 		fmt.Fprintf(x.stdout, "instance %s is in security groups %s (version %d)\n", x.pos[0], strings.Join(out.Instance.SecurityGroups, ", "), out.Version)
 	})
 }
@@ -467,7 +468,7 @@ func ctlConntrackList(x *ctlCmd, args []string) error {
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var ct vswitch.ConntrackView
+	var ct control.ConntrackView
 	if err := x.c.get(x.ctx, path, &ct); err != nil {
 		return err
 	}

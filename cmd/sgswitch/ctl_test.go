@@ -15,6 +15,8 @@ import (
 	ft "github.com/sgswitch/sgswitch/filter/framegen"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/port"
+	"github.com/sgswitch/sgswitch/switch/source"
+	"github.com/sgswitch/sgswitch/switch/source/control"
 )
 
 const ctlTestConfig = `switch:
@@ -53,17 +55,17 @@ func startCtlSwitch(t *testing.T) *ctlSwitch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := vswitch.ListenControl(socket)
+	l, err := control.Listen(socket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- sw.ServeControl(ctx, l) }()
+	go func() { done <- control.Serve(ctx, l, source.NewWriter(sw, source.Options{})) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("ServeControl: %v", err)
+			t.Errorf("control.Serve: %v", err)
 		}
 		sw.Close()
 	})
@@ -211,12 +213,12 @@ func TestCtlJSON(t *testing.T) {
 			t.Fatalf("ctl %v: %v\n%s", args, err, out)
 		}
 	}
-	var groups []vswitch.GroupView
+	var groups []control.GroupView
 	jsonOf(&groups, "group", "list")
 	if len(groups) != 3 || groups[1].Name != "db" || *groups[1].Rules[0].SecurityGroup != "web" {
 		t.Errorf("group list: %+v", groups)
 	}
-	var added vswitch.RuleAdded
+	var added control.RuleAdded
 	jsonOf(&added, "rule", "add", "db", "--flow-direction", "ingress", "--protocol", "icmp", "--icmp-type", "8", "--network", "10.0.0.0/24")
 	if added.Index != 1 || added.ID != "db/ingress/1" || added.Version != 2 || *added.Rule.ICMP.Type != 8 || added.Rule.ICMP.Code != nil {
 		t.Errorf("rule add: %+v", added)
@@ -226,7 +228,7 @@ func TestCtlJSON(t *testing.T) {
 	if len(rules) != 2 || rules[1].Index != 1 || rules[1].ID != "db/ingress/1" || *rules[1].Protocol != "icmp" {
 		t.Errorf("rule list: %+v", rules)
 	}
-	var group vswitch.GroupView
+	var group control.GroupView
 	jsonOf(&group, "group", "show", "web")
 	if group.Name != "web" || len(group.Instances) != 1 {
 		t.Errorf("group show: %+v", group)
@@ -236,17 +238,17 @@ func TestCtlJSON(t *testing.T) {
 	if sources == nil || len(sources) != 0 {
 		t.Errorf("source list: %#v", sources)
 	}
-	var instances []vswitch.InstanceView
+	var instances []control.InstanceView
 	jsonOf(&instances, "instance", "list")
 	if len(instances) != 2 || instances[0].MAC != "02:00:00:00:00:11" {
 		t.Errorf("instance list: %+v", instances)
 	}
-	var in vswitch.InstanceView
+	var in control.InstanceView
 	jsonOf(&in, "instance", "show", "db1")
 	if in.IPv4 != "10.0.0.21/24" {
 		t.Errorf("instance show: %+v", in)
 	}
-	var ct vswitch.ConntrackView
+	var ct control.ConntrackView
 	jsonOf(&ct, "conntrack", "list")
 	if ct.Connections == nil || ct.Limit != 1000 {
 		t.Errorf("conntrack list: %+v", ct)

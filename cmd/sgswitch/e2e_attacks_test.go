@@ -22,6 +22,7 @@ import (
 	ft "github.com/sgswitch/sgswitch/filter/framegen"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/lab"
+	"github.com/sgswitch/sgswitch/switch/source/control"
 )
 
 // attackConfig: an attacker (atk-a), its victim (atk-v) and a bystander
@@ -527,9 +528,9 @@ func (x *atkLab) uplinkLearned(t *testing.T) int {
 }
 
 // conntrack lists the tracked TCP connections of the attacker.
-func (x *atkLab) conntrack(t *testing.T) vswitch.ConntrackView {
+func (x *atkLab) conntrack(t *testing.T) control.ConntrackView {
 	t.Helper()
-	var ct vswitch.ConntrackView
+	var ct control.ConntrackView
 	out := x.l.ctl(t, "conntrack", "list", "--address", x.aH.IP.String(), "--protocol", "tcp", "--limit", "0", "-o", "json")
 	if err := json.Unmarshal(out, &ct); err != nil {
 		t.Fatal(err)

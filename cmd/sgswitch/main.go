@@ -1,8 +1,9 @@
 // Command sgswitch is the userspace security-group switch: one binary for the
 // hypervisor bridge (run), lab topologies (lab), offline replay (replay),
-// explaining a verdict (trace), validating a configuration (check) and
-// talking to a running switch (ctl). This file only dispatches; each
-// subcommand is a function from its arguments to an error.
+// explaining a verdict (trace), validating a configuration (check),
+// comparing two configurations (diff) and talking to a running switch (ctl).
+// This file only dispatches; each subcommand is a function from its
+// arguments to an error.
 package main
 
 import (
@@ -23,6 +24,7 @@ commands:
   replay -c FILE PCAP...         feed captures through the pipeline offline
   trace  -c FILE --from PORT PKT explain the verdict of one hypothetical packet
   check  -c FILE                 validate a configuration
+  diff   OLD NEW                 what differs between two configurations
   ctl    [--socket PATH] ...     talk to a running switch (ctl help for more)
 
 Run "sgswitch COMMAND -h" for a command's flags.
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdReplay(ctx, rest, stdout, stderr)
 	case "trace":
 		return cmdTrace(ctx, rest, stdout, stderr)
+	case "diff":
+		return cmdDiff(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

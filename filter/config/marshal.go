@@ -19,18 +19,8 @@ func Marshal(cfg *Config) ([]byte, error) {
 	if sw := marshalSwitch(&cfg.Switch); len(sw.Content) > 0 {
 		put(top, "switch", sw)
 	}
-	if u := cfg.Uplink; u != nil {
-		m := mapNode(false)
-		if u.Netdev != "" {
-			put(m, "netdev", strNode(u.Netdev))
-		} else {
-			put(m, "port", strNode(u.Port))
-		}
-		put(m, "gateway", strNode(u.Gateway.String()))
-		if len(u.LabHosts) > 0 {
-			put(m, "lab-hosts", addrList(u.LabHosts))
-		}
-		put(top, "uplink", m)
+	if u := marshalUplink(cfg.Uplink); u != nil {
+		put(top, "uplink", u)
 	}
 	if groups := cfg.SecurityGroups; len(groups) > 0 {
 		// Parse adds an empty `default` at the end when the file has none,

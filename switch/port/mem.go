@@ -113,7 +113,7 @@ func (m *Mem) Write(frame []byte) (int, error) {
 }
 
 // WriteBatch records a copy of each frame.
-func (m *Mem) WriteBatch(frames [][]byte) (int, error) { return writeEach(m, frames) }
+func (m *Mem) WriteBatch(frames [][]byte) (int, error) { return WriteEach(m, frames) }
 
 // Sent takes the frames written since the last Sent or WaitSent, oldest first.
 // Each is the port's own copy, so the caller may keep or modify it.

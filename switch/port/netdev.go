@@ -101,6 +101,15 @@ func OpenNetdev(name string, opt NetdevOptions) (*Netdev, error) {
 	return nd, nil
 }
 
+// Queues returns one Port per socket of the fanout group (one without).
+func (nd *Netdev) Queues() []Port {
+	qs := make([]Port, len(nd.queues))
+	for i, q := range nd.queues {
+		qs[i] = q
+	}
+	return qs
+}
+
 func (nd *Netdev) Name() string    { return nd.name }
 func (nd *Netdev) VnetHdrLen() int { return VnetHdrSize }
 func (nd *Netdev) BatchSize() int  { return NetdevBatch }

@@ -104,7 +104,7 @@ func StatusOf(p Port) Status {
 }
 
 // writeEach is WriteBatch for a port that sends one frame per call.
-func writeEach(p Port, frames [][]byte) (int, error) {
+func WriteEach(p Port, frames [][]byte) (int, error) {
 	sent := 0
 	var first error
 	for _, f := range frames {
@@ -120,7 +120,7 @@ func writeEach(p Port, frames [][]byte) (int, error) {
 }
 
 // readOne is ReadBatch for a port that reads one frame per call.
-func readOne(p Port, bufs [][]byte, sizes []int) (int, error) {
+func ReadOne(p Port, bufs [][]byte, sizes []int) (int, error) {
 	if len(bufs) == 0 {
 		return 0, nil
 	}

@@ -95,21 +95,26 @@ func OpenTAP(name string, opt TAPOptions) (Port, error) {
 // Queues returns the queues of port p, each a Port that one worker reads and
 // any worker may write to: those of a multi-queue TAP, or p itself.
 func Queues(p Port) []Port {
-	if nd, ok := p.(*Netdev); ok {
-		qs := make([]Port, len(nd.queues))
-		for i, q := range nd.queues {
-			qs[i] = q
-		}
-		return qs
-	}
-	if m, ok := p.(*multiTAP); ok {
-		qs := make([]Port, len(m.queues))
-		for i, q := range m.queues {
-			qs[i] = q
-		}
-		return qs
+	if m, ok := p.(MultiQueue); ok {
+		return m.Queues()
 	}
 	return []Port{p}
+}
+
+// MultiQueue is a port with several queues, each read by its own worker: a
+// multi-queue TAP, a Netdev with a fanout group, a vhost-user port with
+// several queue pairs.
+type MultiQueue interface {
+	Queues() []Port
+}
+
+// Queues returns one Port per queue of the TAP.
+func (m *multiTAP) Queues() []Port {
+	qs := make([]Port, len(m.queues))
+	for i, q := range m.queues {
+		qs[i] = q
+	}
+	return qs
 }
 
 // multiTAP is a multi-queue TAP: one file descriptor per queue. The kernel
@@ -300,10 +305,10 @@ func (t *tap) Write(frame []byte) (int, error) {
 }
 
 // ReadBatch reads one frame: a TAP hands over one frame per read(2).
-func (t *tap) ReadBatch(bufs [][]byte, sizes []int) (int, error) { return readOne(t, bufs, sizes) }
+func (t *tap) ReadBatch(bufs [][]byte, sizes []int) (int, error) { return ReadOne(t, bufs, sizes) }
 
 // WriteBatch writes the frames one by one: a TAP takes one frame per write(2).
-func (t *tap) WriteBatch(frames [][]byte) (int, error) { return writeEach(t, frames) }
+func (t *tap) WriteBatch(frames [][]byte) (int, error) { return WriteEach(t, frames) }
 
 func (t *tap) BatchSize() int { return 1 }
 

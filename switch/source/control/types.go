@@ -1,4 +1,4 @@
-package vswitch
+package control
 
 import (
 	"math"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/sgswitch/sgswitch/conntrack"
 	"github.com/sgswitch/sgswitch/filter/config"
+	vswitch "github.com/sgswitch/sgswitch/switch"
 )
 
 // The bodies of the control API use the configuration file's field names
@@ -189,7 +190,7 @@ func ruleID(group string, r *config.Rule, index int) string {
 	return group + "/" + r.FlowDirection.String() + "/" + strconv.Itoa(index)
 }
 
-func connView(s *Switch, ci *conntrack.ConnInfo) ConnView {
+func connView(s *vswitch.Switch, ci *conntrack.ConnInfo) ConnView {
 	k := ci.Key
 	v := ConnView{
 		Key:         k.String(),

@@ -1,4 +1,4 @@
-package vswitch
+package control
 
 import (
 	"bytes"
@@ -9,16 +9,17 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/sgswitch/sgswitch/filter/config"
+	vswitch "github.com/sgswitch/sgswitch/switch"
+	"github.com/sgswitch/sgswitch/switch/source"
 )
 
 // A configuration change through the control API goes:
 //
-//  1. under the switch's change lock (control API changes and ReloadFile),
+//  1. under the switch's change lock (source.Writer: every source of policy),
 //     take the configuration in force and its version in one load;
 //  2. refuse with 412 when If-Match names another version;
 //  3. edit the configuration as the YAML document Marshal writes, putting
@@ -38,56 +39,10 @@ import (
 // and the running configuration is never one the file does not hold for
 // longer than steps 6-7 take.
 
-// changeLocks holds one mutex per Switch serialising configuration changes
-// made through the control API and ReloadFile (sync.Mutex values).
-var changeLocks sync.Map
-
-func (s *Switch) changeLock() *sync.Mutex {
-	mu, _ := changeLocks.LoadOrStore(s, new(sync.Mutex))
-	return mu.(*sync.Mutex)
-}
-
-// ReloadFile re-reads the configuration file at path and puts it in force
-// (the SIGHUP reload), serialised with changes made through the control API:
-// a change is never half-way between checking and writing the file while a
-// reload reads it, and a change based on the configuration before a reload
-// fails as stale instead of undoing the reload. Nothing changes on error.
-func (s *Switch) ReloadFile(path string) (*config.Config, error) {
-	mu := s.changeLock()
-	mu.Lock()
-	defer mu.Unlock()
-	cfg, err := config.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.Apply(cfg); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-// stagedWrite is a configuration file written aside, waiting to be renamed
-// into place (config.StagedFile; tests inject failures).
-type stagedWrite interface {
-	Commit() (renamed bool, err error)
-	Abort()
-}
-
-type stageFunc func(path string, data []byte) (stagedWrite, error)
-
-func stageConfigFile(path string, data []byte) (stagedWrite, error) {
-	st, err := config.StageFileAtomic(path, data)
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
 // controlServer answers the control API of one switch.
 type controlServer struct {
-	sw    *Switch
-	mu    *sync.Mutex // the switch's change lock
-	stage stageFunc
+	sw *vswitch.Switch
+	w  *source.Writer // the switch's writer: its change lock, the file write-back
 }
 
 // apiError is a refused request: its status and the message for the client.
@@ -153,10 +108,9 @@ func (c *controlServer) change(r *http.Request, what string, edit editFunc) (*ch
 	if aerr != nil {
 		return nil, aerr
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := c.sw.state.Load()
-	cur, version := st.cfg, st.gen
+	c.w.Lock()
+	defer c.w.Unlock()
+	cur, version := c.sw.Snapshot()
 	if len(want) > 0 && !slices.Contains(want, version) {
 		return nil, refuse(http.StatusPreconditionFailed,
 			"the configuration is at version %d, not %s: it changed since you read it; read it again and retry", version, r.Header.Get("If-Match"))
@@ -191,9 +145,9 @@ func (c *controlServer) change(r *http.Request, what string, edit editFunc) (*ch
 	}
 	next.File = cur.File
 
-	var staged stagedWrite
+	var staged source.StagedWrite
 	if cur.File != "" {
-		if staged, err = c.stage(cur.File, file); err != nil {
+		if staged, err = c.w.Stage(cur.File, file); err != nil {
 			return nil, refuse(http.StatusInternalServerError, "writing %s: %v; nothing changed", cur.File, err)
 		}
 	}
@@ -201,7 +155,7 @@ func (c *controlServer) change(r *http.Request, what string, edit editFunc) (*ch
 		if staged != nil {
 			staged.Abort()
 		}
-		if errors.Is(err, ErrStale) {
+		if errors.Is(err, vswitch.ErrStale) {
 			return nil, refuse(http.StatusPreconditionFailed, "the configuration was reloaded while this change was being made; nothing changed; read it again and retry")
 		}
 		return nil, refuse(http.StatusInternalServerError, "putting the change in force failed: %v; nothing changed", err)
@@ -214,7 +168,7 @@ func (c *controlServer) change(r *http.Request, what string, edit editFunc) (*ch
 			// The file still holds the previous configuration: put that
 			// back in force so that the two agree.
 			if rerr := c.sw.ApplyAt(cur, version); rerr != nil {
-				c.sw.log.Error("control API: the configuration file could not be replaced and the change could not be undone: the configuration in force differs from the file",
+				c.w.Logger().Error("control API: the configuration file could not be replaced and the change could not be undone: the configuration in force differs from the file",
 					"change", what, "file", cur.File, "version", version, "write", err, "undo", rerr)
 				return nil, refuse(http.StatusInternalServerError,
 					"replacing %s failed (%v) and undoing the change failed too (%v): version %d is in force, the file holds the previous configuration; fix the problem and reload",
@@ -223,10 +177,10 @@ func (c *controlServer) change(r *http.Request, what string, edit editFunc) (*ch
 			return nil, refuse(http.StatusInternalServerError,
 				"replacing %s failed: %v; the change was undone and the file's configuration is in force (version %d)", cur.File, err, version+1)
 		case err != nil:
-			c.sw.log.Warn("control API: configuration file replaced but syncing its directory failed", "file", cur.File, "err", err)
+			c.w.Logger().Warn("control API: configuration file replaced but syncing its directory failed", "file", cur.File, "err", err)
 		}
 	}
-	c.sw.log.Info("configuration changed through the control API", "change", what, "version", version, "file", cur.File)
+	c.w.Logger().Info("configuration changed through the control API", "change", what, "version", version, "file", cur.File)
 	return &changed{cfg: next, version: version, warnings: warnings}, nil
 }
 

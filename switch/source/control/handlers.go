@@ -1,4 +1,4 @@
-package vswitch
+package control
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 
 	"github.com/sgswitch/sgswitch/conntrack"
 	"github.com/sgswitch/sgswitch/filter/config"
+	vswitch "github.com/sgswitch/sgswitch/switch"
+	"github.com/sgswitch/sgswitch/switch/source"
 )
 
 // The control API (SPEC §8). Every response carries the configuration's
@@ -51,8 +53,8 @@ const defaultConnLimit = 1000
 // version the body shows (0: the current one), or a refusal.
 type handlerFunc func(r *http.Request) (int, any, uint64, *apiError)
 
-func (s *Switch) controlHandler(stage stageFunc) http.Handler {
-	c := &controlServer{sw: s, mu: s.changeLock(), stage: stage}
+func handler(w *source.Writer) http.Handler {
+	c := &controlServer{sw: w.Switch(), w: w}
 	mux := http.NewServeMux()
 	routes := []struct {
 		pattern string
@@ -254,14 +256,13 @@ func validFields(t reflect.Type) string {
 // --- reads ---
 
 func (c *controlServer) snapshot() (*config.Config, uint64) {
-	st := c.sw.state.Load()
-	return st.cfg, st.gen
+	return c.sw.Snapshot()
 }
 
 func (c *controlServer) stats(r *http.Request) (int, any, uint64, *apiError) {
 	ports := c.sw.Stats()
 	if ports == nil {
-		ports = []PortStats{}
+		ports = []vswitch.PortStats{}
 	}
 	return http.StatusOK, map[string]any{"ports": ports}, 0, nil
 }
@@ -639,6 +640,6 @@ func (c *controlServer) flushConns(r *http.Request) (int, any, uint64, *apiError
 	ct := c.sw.Conntrack()
 	n := ct.Len()
 	ct.Flush()
-	c.sw.log.Info("connection table flushed through the control API", "connections", n)
+	c.w.Logger().Info("connection table flushed through the control API", "connections", n)
 	return http.StatusOK, map[string]int{"flushed": n}, 0, nil
 }

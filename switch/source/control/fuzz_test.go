@@ -1,4 +1,4 @@
-package vswitch
+package control
 
 import (
 	"bufio"
@@ -16,7 +16,9 @@ import (
 	"testing"
 
 	"github.com/sgswitch/sgswitch/filter/config"
+	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/port"
+	"github.com/sgswitch/sgswitch/switch/source"
 )
 
 // FuzzControlRequest sends one arbitrary request to the control API of a
@@ -171,7 +173,7 @@ instances:
 // controlFuzzEnv is a switch of fuzzControlConfig read from a file of its
 // own, its control API, and the devices it holds open.
 type controlFuzzEnv struct {
-	sw   *Switch
+	sw   *vswitch.Switch
 	h    http.Handler
 	dir  string
 	file string
@@ -199,7 +201,7 @@ func newControlFuzzEnv(t *testing.T) *controlFuzzEnv {
 		env.close()
 		t.Fatal(err)
 	}
-	env.sw, err = New(cfg, Options{OpenPort: func(spec port.Spec) (port.Port, error) {
+	env.sw, err = vswitch.New(cfg, vswitch.Options{OpenPort: func(spec port.Spec) (port.Port, error) {
 		device := spec.Device
 		env.mu.Lock()
 		defer env.mu.Unlock()
@@ -210,7 +212,7 @@ func newControlFuzzEnv(t *testing.T) *controlFuzzEnv {
 		env.close()
 		t.Fatal(err)
 	}
-	env.cfg, env.h = cfg, env.sw.ControlHandler()
+	env.cfg, env.h = cfg, Handler(source.NewWriter(env.sw, source.Options{}))
 	if env.running, err = config.Marshal(cfg); err != nil {
 		env.close()
 		t.Fatal(err)
@@ -229,20 +231,9 @@ func (env *controlFuzzEnv) reset() error {
 		// run checks); nothing the API shows depends on anything else.
 		return nil
 	}
-	st, _, err := s.buildState(env.cfg, nil)
-	if err != nil {
+	if err := s.Reset(env.cfg); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	old := s.state.Swap(st)
-	s.mu.Unlock()
-	for _, pr := range old.ports {
-		if pr != nil && pr.port != nil {
-			pr.removed.Store(true)
-			pr.port.Close()
-		}
-	}
-	s.ct.Flush()
 	entries, err := os.ReadDir(env.dir)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package vswitch
+package control
 
 import (
 	"bytes"
@@ -19,14 +19,17 @@ import (
 	"github.com/sgswitch/sgswitch/filter"
 	"github.com/sgswitch/sgswitch/filter/config"
 	ft "github.com/sgswitch/sgswitch/filter/framegen"
+	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/port"
+	"github.com/sgswitch/sgswitch/switch/source"
 )
 
 // controlEnv is a switch of testConfig read from a file in a temporary
 // directory, and its control API.
 type controlEnv struct {
 	t    *testing.T
-	sw   *Switch
+	sw   *vswitch.Switch
+	w    *source.Writer
 	file string
 	h    http.Handler
 }
@@ -34,7 +37,7 @@ type controlEnv struct {
 // newControlEnv builds the switch; stage, when set, replaces the staged
 // write of the configuration file. Ports are in-memory; the device "fail0"
 // does not open.
-func newControlEnv(t *testing.T, stage stageFunc) *controlEnv {
+func newControlEnv(t *testing.T, stage source.StageFunc) *controlEnv {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "sgswitch.yaml")
 	if err := os.WriteFile(file, []byte(testConfig), 0o644); err != nil {
@@ -44,7 +47,7 @@ func newControlEnv(t *testing.T, stage stageFunc) *controlEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := New(cfg, Options{OpenPort: func(spec port.Spec) (port.Port, error) {
+	sw, err := vswitch.New(cfg, vswitch.Options{OpenPort: func(spec port.Spec) (port.Port, error) {
 		device := spec.Device
 		if device == "fail0" {
 			return nil, fmt.Errorf("open %s: device busy", device)
@@ -55,10 +58,8 @@ func newControlEnv(t *testing.T, stage stageFunc) *controlEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(sw.Close)
-	if stage == nil {
-		stage = stageConfigFile
-	}
-	return &controlEnv{t: t, sw: sw, file: file, h: sw.controlHandler(stage)}
+	w := source.NewWriter(sw, source.Options{Stage: stage})
+	return &controlEnv{t: t, sw: sw, w: w, file: file, h: Handler(w)}
 }
 
 type response struct {
@@ -321,10 +322,10 @@ func decode[T any](t *testing.T, r response) T {
 // at once (the pipeline decides by it) and in the file.
 func TestControlChanges(t *testing.T) {
 	e := newControlEnv(t, nil)
-	var sc Scratch
+	var sc vswitch.Scratch
 	sport := uint16(40000)
 	// verdict is what the pipeline does with a new TCP connection.
-	verdict := func(in int, src, dst ft.Host, dport uint16) Result {
+	verdict := func(in int, src, dst ft.Host, dport uint16) vswitch.Result {
 		sport++
 		return e.sw.Process(in, ft.TCP(src, dst, sport, dport, "S", 1, 0, nil), &sc)
 	}
@@ -425,7 +426,7 @@ func TestControlChanges(t *testing.T) {
 
 	// External sources: the outside host becomes a member of web, so db1
 	// accepts it on 3306 (db's rule 0 names web).
-	outside3306 := func() Result { return verdict(pUplink, outside, db1, 3306) }
+	outside3306 := func() vswitch.Result { return verdict(pUplink, outside, db1, 3306) }
 	if r := outside3306(); r.Verdict != filter.Drop {
 		t.Fatalf("outside to db1 before: %v", r.Reason)
 	}
@@ -499,7 +500,7 @@ func TestControlChanges(t *testing.T) {
 // both ends, filters them, and flushes the table.
 func TestControlConntrack(t *testing.T) {
 	e := newControlEnv(t, nil)
-	var sc Scratch
+	var sc vswitch.Scratch
 	e.sw.Process(pWeb1, ft.TCP(web1, db1, 40000, 3306, "S", 100, 0, nil), &sc)
 	e.sw.Process(pDB1, ft.TCP(db1, web1, 3306, 40000, "SA", 500, 101, nil), &sc)
 	e.sw.Process(pUplink, ft.TCP(outside, web1, 5555, 80, "S", 1, 0, nil), &sc)
@@ -551,7 +552,7 @@ func TestControlConntrack(t *testing.T) {
 	if got := list(""); len(got.Connections) != 0 || got.Total != 0 {
 		t.Fatalf("after the flush: %+v", got)
 	}
-	if r := e.do("GET", "/v1/stats", ""); r.code != 200 || len(decode[map[string][]PortStats](t, r)["ports"]) != 3 {
+	if r := e.do("GET", "/v1/stats", ""); r.code != 200 || len(decode[map[string][]vswitch.PortStats](t, r)["ports"]) != 3 {
 		t.Fatalf("stats: %s", r.body)
 	}
 }
@@ -643,7 +644,7 @@ func TestControlConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := e.sw.ReloadFile(e.file); err != nil {
+			if _, err := e.w.ReloadFile(e.file); err != nil {
 				t.Errorf("reload: %v", err)
 				return
 			}
@@ -691,7 +692,7 @@ type failingStage struct {
 	before    func()
 }
 
-func (f *failingStage) stage(path string, data []byte) (stagedWrite, error) {
+func (f *failingStage) stage(path string, data []byte) (source.StagedWrite, error) {
 	if f.before != nil {
 		f.before()
 	}
@@ -758,7 +759,7 @@ func TestControlWriteFailures(t *testing.T) {
 		if e.sw.Version() != 3 || r.version != 3 {
 			t.Errorf("version %d (ETag %d), want 3", e.sw.Version(), r.version)
 		}
-		var sc Scratch
+		var sc vswitch.Scratch
 		if res := e.sw.Process(pWeb1, ft.TCP(web1, db1, 40000, 22, "S", 1, 0, nil), &sc); res.Verdict != filter.Drop {
 			t.Errorf("the undone rule is in force")
 		}
@@ -849,11 +850,12 @@ func TestControlWriteFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sw, err := New(cfg, Options{})
+		sw, err := vswitch.New(cfg, vswitch.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := &controlEnv{t: t, sw: sw, h: sw.ControlHandler()}
+		w := source.NewWriter(sw, source.Options{})
+		e := &controlEnv{t: t, sw: sw, w: w, h: Handler(w)}
 		if r := e.do("POST", "/v1/security-groups/db/rules", sshFromWeb1); r.code != 201 {
 			t.Fatalf("%d %s", r.code, r.body)
 		}

@@ -1,4 +1,7 @@
-package vswitch
+// Package control is the control API (SPEC §8): HTTP on a unix socket, a
+// source of policy that edits the configuration the switch enforces and
+// writes it back to the configuration file.
+package control
 
 import (
 	"context"
@@ -10,12 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sgswitch/sgswitch/switch/source"
 )
 
-// ListenControl opens the control socket at path (mode 0600). It refuses to
+// Listen opens the control socket at path (mode 0600). It refuses to
 // take over a socket another running switch answers on, and replaces a stale
 // one left by a crash.
-func ListenControl(path string) (net.Listener, error) {
+func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
@@ -37,9 +42,9 @@ func ListenControl(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// ServeControl answers the control API on l until ctx is done.
-func (s *Switch) ServeControl(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
+// Serve answers the control API of w's switch on l until ctx is done.
+func Serve(ctx context.Context, l net.Listener, w *source.Writer) error {
+	srv := &http.Server{Handler: Handler(w), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
@@ -61,11 +66,11 @@ type InstanceView struct {
 	SMTPEgress     bool     `json:"smtp-egress"`
 }
 
-// ControlHandler is the HTTP handler of the control API (SPEC §8; the
-// resources are listed in control_handlers.go). Changes to the configuration
+// Handler is the HTTP handler of the control API (SPEC §8; the resources
+// are listed in handlers.go). Changes go through w, the switch's writer, and
 // are written back to the configuration file (Config().File; not when it is
 // "") atomically.
-func (s *Switch) ControlHandler() http.Handler { return s.controlHandler(stageConfigFile) }
+func Handler(w *source.Writer) http.Handler { return handler(w) }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
