@@ -160,3 +160,30 @@ func inHandle(target netns.NsHandle, name string, fn func(h *netlink.Handle) err
 	defer h.Close()
 	return fn(h)
 }
+
+// PlugNetdev makes the veth pair of a netdev instance again, in the
+// namespace of a lab that is up, after its device was deleted: what a VM's
+// device does when the VM is stopped and started again. The switch, which
+// waits for the device, serves it again by itself.
+func PlugNetdev(cfg *config.Config, instance string) error {
+	var n *node
+	for _, c := range plan(cfg, makeOptions(nil)) {
+		if c.inst != nil && c.inst.Name == instance {
+			n = &c
+			break
+		}
+	}
+	if n == nil || !n.netdev {
+		return fmt.Errorf("plug %s: not a netdev instance of the configuration", instance)
+	}
+	target, err := openNamed(n.ns)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: n.tap}, PeerName: n.tap, PeerNamespace: netlink.NsFd(target)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("plug %s: create veth pair %s: %w", instance, n.tap, err)
+	}
+	return inHandle(target, n.ns, func(h *netlink.Handle) error { return configureInstance(h, *n, cfg.Uplink) })
+}
