@@ -63,6 +63,11 @@ demo: deps build
 bench: build
 	./bench/run.sh
 
+# bench-replay: replay of a 2 GB capture (REPLAY_SIZE) and of 20,000 allowed
+# connections on one core: whole command, per CPU-second, pipeline alone, peak RSS.
+bench-replay: build
+	./bench/replay-big.sh
+
 # fuzz runs every fuzz target in turn for FUZZTIME (default 10m each; -timeout 0,
 # since go test's default 10-minute timeout would end a 10-minute run as a
 # failure). New inputs are minimised for at most 5s: FuzzPipeline's inputs are
@@ -91,7 +96,9 @@ bench-live: build
 soak: build
 	$(GO) run ./bench/soak -duration $${SOAK_DURATION:-5m} -queues $${SOAK_QUEUES:-1}
 
-# bench-flood: the pair's TCP throughput unloaded, under a SYN flood and under
-# a spoofed-source flood (root; installs iperf3 if missing). BENCH_FLOOD_FLAGS=-quick.
+# bench-flood: a pair's TCP throughput unloaded and under the issue's flood (two
+# hping3 -i u50 from a third instance: SYN, random-source UDP), through sgswitch
+# and through the kernel bridge + nftables, alternating (root; installs iperf3,
+# hping3, nftables if missing). BENCH_FLOOD_FLAGS=-quick.
 bench-flood: build
 	$(GO) run ./bench/flood $(BENCH_FLOOD_FLAGS)

@@ -115,9 +115,15 @@ func (s *Switch) fromInstance(st *state, in int32, f *filter.Frame, sc *Scratch)
 		if _, ok := st.owner4[f.ARPTPA]; ok {
 			return s.respond(st, in, sc, s.answerARP)
 		}
+		if _, ok := st.remote4[f.ARPTPA]; ok {
+			return s.respond(st, in, sc, s.answerARP)
+		}
 		return s.resolveViaUplink(st, f)
 	case filter.ClassNeighborSolicit:
 		if _, ok := st.owner6[f.NDTarget]; ok {
+			return s.respond(st, in, sc, s.answerNS)
+		}
+		if _, ok := st.remote6[f.NDTarget]; ok {
 			return s.respond(st, in, sc, s.answerNS)
 		}
 		return s.resolveViaUplink(st, f)
@@ -130,7 +136,10 @@ func (s *Switch) fromInstance(st *state, in int32, f *filter.Frame, sc *Scratch)
 	// Unicast: find the destination port.
 	out, ok := st.macs.lookup(f.Dst)
 	if !ok {
-		if st.uplink < 0 || !s.fdb.lookup(f.Dst, s.clock.Now()/1e9) {
+		if st.uplink < 0 {
+			return drop(filter.ReasonUnknownDestination)
+		}
+		if _, remote := st.remoteMAC[f.Dst]; !remote && !s.fdb.lookup(f.Dst, s.clock.Now()/1e9) {
 			return drop(filter.ReasonUnknownDestination)
 		}
 		out = st.uplink
@@ -167,6 +176,11 @@ func (s *Switch) fromUplink(st *state, in int32, f *filter.Frame, sc *Scratch) R
 		}
 		s.fdb.learn(f.Src, s.clock.Now()/1e9)
 	}
+	if st.cluster && localSource(st, f) {
+		// In a cluster an instance of this host is reached only through
+		// its own port: its address arriving from the uplink is forged.
+		return drop(filter.ReasonSpoofIP)
+	}
 	if f.IsMulticast() {
 		switch {
 		case f.EtherType == filter.EtherTypeARP && f.ARPOp == 1:
@@ -197,6 +211,23 @@ func (s *Switch) fromUplink(st *state, in int32, f *filter.Frame, sc *Scratch) R
 		return drop(filter.ReasonUnknownDestination)
 	}
 	return s.stateful(st, in, out, f, sc)
+}
+
+// localSource reports whether a frame from the uplink claims the address of
+// an instance of this host as its source.
+func localSource(st *state, f *filter.Frame) bool {
+	switch f.EtherType {
+	case filter.EtherTypeARP:
+		_, ok := st.owner4[f.ARPSPA]
+		return ok
+	case filter.EtherTypeIPv4:
+		_, ok := st.owner4[f.SrcIP]
+		return ok
+	case filter.EtherTypeIPv6:
+		_, ok := st.owner6[f.SrcIP]
+		return ok && !f.SrcIP.IsUnspecified()
+	}
+	return false
 }
 
 // ownsDst reports whether the frame's destination IP belongs to instance port ip.

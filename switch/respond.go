@@ -63,8 +63,12 @@ func (s *Switch) respond(st *state, in int32, sc *Scratch, answer answerFunc) Re
 // answerARP answers a request for an address the switch knows, on behalf of its owner.
 func (s *Switch) answerARP(st *state, in int32, sc *Scratch) ([]byte, filter.Reason, error) {
 	f := &sc.frame
-	owner := st.owner4[f.ARPTPA]
-	mac := net.HardwareAddr(st.inst[owner].id.MAC[:])
+	var mac net.HardwareAddr
+	if owner, ok := st.owner4[f.ARPTPA]; ok {
+		mac = net.HardwareAddr(st.inst[owner].id.MAC[:])
+	} else {
+		mac = net.HardwareAddr(st.remotes[st.remote4[f.ARPTPA]][:])
+	}
 	asker := net.HardwareAddr(f.ARPSHA[:])
 	b, err := sc.reply.build(
 		&layers.Ethernet{SrcMAC: mac, DstMAC: asker, EthernetType: layers.EthernetTypeARP},
@@ -79,8 +83,12 @@ var allNodes = netip.MustParseAddr("ff02::1")
 // answerNS answers a neighbour solicitation for a known address with the owner's MAC.
 func (s *Switch) answerNS(st *state, in int32, sc *Scratch) ([]byte, filter.Reason, error) {
 	f := &sc.frame
-	owner := st.owner6[f.NDTarget]
-	mac := net.HardwareAddr(st.inst[owner].id.MAC[:])
+	var mac net.HardwareAddr
+	if owner, ok := st.owner6[f.NDTarget]; ok {
+		mac = net.HardwareAddr(st.inst[owner].id.MAC[:])
+	} else {
+		mac = net.HardwareAddr(st.remotes[st.remote6[f.NDTarget]][:])
+	}
 	dstIP, dstMAC := f.SrcIP, net.HardwareAddr(f.Src[:])
 	flags := uint8(0x60) // solicited + override
 	if f.SrcIP.IsUnspecified() {

@@ -5,11 +5,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/sgswitch/sgswitch/filter/config"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/source/control"
 )
@@ -507,5 +510,33 @@ func ctlConntrackFlush(x *ctlCmd, args []string) error {
 	}
 	return x.change(http.MethodDelete, "/v1/conntrack", nil, &out, func() {
 		fmt.Fprintf(x.stdout, "flushed %d tracked connections\n", out.Flushed)
+	})
+}
+
+// --- the whole configuration ---
+
+// ctlReload sends a configuration file to the switch, which puts it in
+// force and writes it over its own file (PUT /v1/configuration); with
+// --dry-run it says what the file would change and cut.
+func ctlReload(x *ctlCmd, args []string) error {
+	x.flags(true)
+	if err := x.parse(args, 1, 1, "FILE [--dry-run]"); err != nil {
+		return err
+	}
+	file := x.pos[0]
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return usageError("%s: %v", x.name, err)
+	}
+	// Check it here first: the errors then name the file as the user knows it.
+	if _, err := config.Parse(file, data); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	var out control.Reloaded
+	return x.change(http.MethodPut, "/v1/configuration?file="+url.QueryEscape(filepath.Base(file)), rawBody(data), &out, func() {
+		fmt.Fprintf(x.stdout, "reloaded %s (version %d)\n", file, out.Version)
+		for _, c := range out.Changes {
+			fmt.Fprintf(x.stdout, "changed %s\n", c)
+		}
 	})
 }

@@ -14,7 +14,7 @@ import (
 // The fields allowed in each mapping, in the order the file format lists them
 // (unknown-field messages quote these lists).
 var (
-	topFields       = []string{"switch", "uplink", "security-groups", "instances"}
+	topFields       = []string{"switch", "uplink", "cluster", "security-groups", "instances"}
 	switchFields    = []string{"control", "metrics", "conntrack", "persist-established", "offload", "queues", "uplink-macs", "mac-ageing", "dhcp"}
 	conntrackFields = []string{"max", "per-instance-max", "timeouts"}
 	dhcpFields      = []string{"dns", "lease-time"}
@@ -22,7 +22,7 @@ var (
 	groupFields     = []string{"name", "description", "rules", "external-sources"}
 	ruleFields      = []string{"flow-direction", "protocol", "network", "security-group", "start-port", "end-port", "icmp", "description"}
 	icmpFields      = []string{"type", "code"}
-	instanceFields  = []string{"name", "tap", "netdev", "mac", "ipv4", "ipv6", "security-groups", "smtp-egress"}
+	instanceFields  = []string{"name", "host", "tap", "netdev", "mac", "ipv4", "ipv6", "security-groups", "smtp-egress"}
 )
 
 // Ranges of the numeric fields, with the wording the error messages use.
@@ -54,6 +54,10 @@ func (p *parser) decodeConfig(root *yaml.Node, c *Config) {
 	if v := m.val("uplink"); v != nil {
 		c.Uplink = p.decodeUplink(v)
 		c.Uplink.Line = m.keys["uplink"].Line
+	}
+	if v := m.val("cluster"); v != nil {
+		c.Cluster = p.decodeCluster(v)
+		c.Cluster.Line = m.keys["cluster"].Line
 	}
 	if v := m.val("security-groups"); v != nil {
 		items, _ := p.list(v, "security-groups", "security groups")

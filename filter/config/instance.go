@@ -26,6 +26,15 @@ func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 			in.Name, nameOK = s, true
 		}
 	}
+	if v := m.val("host"); v != nil {
+		if s, ok := p.str(v, m.field("host")); ok {
+			if err := checkHostName(s); err != nil {
+				p.errorf(v.Line, m.field("host"), "%v", err)
+			} else {
+				in.Host = s
+			}
+		}
+	}
 	if v, t := m.val("netdev"), m.val("tap"); v != nil && t != nil {
 		p.errorf(v.Line, m.field("netdev"), "an instance has one port; give either tap (a TAP the switch opens) or netdev (an existing device someone else made, such as the TAP of a QEMU VM), not both")
 	} else if v != nil {

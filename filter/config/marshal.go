@@ -22,6 +22,9 @@ func Marshal(cfg *Config) ([]byte, error) {
 	if u := marshalUplink(cfg.Uplink); u != nil {
 		put(top, "uplink", u)
 	}
+	if c := cfg.Cluster; c != nil {
+		put(top, "cluster", marshalCluster(c))
+	}
 	if groups := cfg.SecurityGroups; len(groups) > 0 {
 		// Parse adds an empty `default` at the end when the file has none,
 		// so writing that one out would only add noise.
@@ -165,6 +168,9 @@ func marshalRule(r *Rule) *yaml.Node {
 func marshalInstance(in *Instance) *yaml.Node {
 	m := mapNode(true)
 	put(m, "name", strNode(in.Name))
+	if in.Host != "" {
+		put(m, "host", strNode(in.Host))
+	}
 	if in.Netdev != "" {
 		put(m, "netdev", strNode(in.Netdev))
 	} else if in.TAP != in.Name {

@@ -30,13 +30,13 @@ var errorCases = []struct {
 	{"alias", "security-groups:\n  - &g {name: a}\ninstances: [*g]\n", []string{
 		"x.yaml:3: instances[0]: YAML aliases (*g) are not supported; write the value out"}},
 	{"top level list", "- a\n- b\n", []string{
-		"x.yaml:1: want a mapping with fields switch, uplink, security-groups, instances, got a list"}},
+		"x.yaml:1: want a mapping with fields switch, uplink, cluster, security-groups, instances, got a list"}},
 	{"duplicate key", "switch: {}\nswitch: {}\n", []string{
 		"x.yaml:2: switch: given twice (first at line 1)"}},
 
 	// Unknown fields, at every level.
 	{"unknown top field", "switches: {}\n", []string{
-		"x.yaml:1: switches: unknown field; valid fields here are switch, uplink, security-groups, instances"}},
+		"x.yaml:1: switches: unknown field; valid fields here are switch, uplink, cluster, security-groups, instances"}},
 	{"unknown switch field", "switch:\n  conntrack-max: 5\n", []string{
 		"x.yaml:2: switch.conntrack-max: unknown field; valid fields here are control, metrics, conntrack, persist-established, offload, queues, uplink-macs, mac-ageing, dhcp"}},
 	{"unknown conntrack field", "switch: {conntrack: {size: 5}}\n", []string{
@@ -52,7 +52,7 @@ var errorCases = []struct {
 	{"unknown icmp field", "security-groups:\n- name: a\n  rules:\n  - {flow-direction: ingress, protocol: icmp, icmp: {typ: 8}, network: 0.0.0.0/0}\n", []string{
 		"x.yaml:4: security-groups[0].rules[0].icmp.typ: unknown field; valid fields here are type, code"}},
 	{"unknown instance field", "instances:\n  - {name: a, mac: \"02:00:00:00:00:01\", ipv4: 10.0.0.2/24, group: x}\n", []string{
-		"x.yaml:2: instances[0].group: unknown field; valid fields here are name, tap, netdev, mac, ipv4, ipv6, security-groups, smtp-egress"}},
+		"x.yaml:2: instances[0].group: unknown field; valid fields here are name, host, tap, netdev, mac, ipv4, ipv6, security-groups, smtp-egress"}},
 
 	// Wrong YAML types.
 	{"bool wanted", "switch: {offload: yes}\n", []string{
@@ -277,6 +277,23 @@ switch: {offload: 1}
 		`x.yaml:2: instances[0].security-groups[0]: no group named "nope"; defined groups are a, default`,
 		`x.yaml:6: security-groups[0].rules[0].flow-direction: unknown flow-direction "sideways"; valid: ingress, egress`,
 		`x.yaml:7: switch.offload: want true or false, got "1"`}},
+	// The cluster section and instances' hosts (SPEC §9).
+	{"host without cluster", "instances:\n  - {name: a, host: hv-a, mac: \"02:00:00:00:00:11\", ipv4: 10.0.0.11/24}\n", []string{
+		"x.yaml:2: instances[0].host: only in a cluster: without a cluster: section every instance runs on this switch; remove host or add cluster:"}},
+	{"cluster instance without host", "cluster: {host: hv-a, etcd: {endpoints: [http://127.0.0.1:2379]}}\ninstances:\n  - {name: a, mac: \"02:00:00:00:00:11\", ipv4: 10.0.0.11/24}\n", []string{
+		"x.yaml:3: instances[0].host: missing; in a cluster every instance names the host it runs on, e.g. host: hv-a"}},
+	{"cluster without etcd", "cluster: {host: hv-a}\n", []string{
+		"x.yaml:1: cluster.etcd: missing; give the etcd cluster, e.g. etcd: {endpoints: [http://10.0.0.2:2379]}"}},
+	{"cluster bad fields", "cluster:\n  host: \"hv a\"\n  etcd:\n    endpoints: [\"127.0.0.1:2379\", http://x:1/v2]\n    prefix: sgswitch/\n    tls: {ca: /nonexistent/ca.pem}\n", []string{
+		"x.yaml:2: cluster.host: a host name holds letters, digits, '.', '-' and '_' only",
+		"x.yaml:4: cluster.etcd.endpoints[0]: \"127.0.0.1:2379\" is not an etcd client URL; write scheme://host:port, e.g. http://10.0.0.2:2379",
+		"x.yaml:4: cluster.etcd.endpoints[1]: \"http://x:1/v2\" is not an etcd client URL; write scheme://host:port, e.g. http://10.0.0.2:2379",
+		"x.yaml:5: cluster.etcd.prefix: \"sgswitch/\": a key prefix starts with / and does not end with one, e.g. /sgswitch",
+		"x.yaml:6: cluster.etcd.tls.ca: \"/nonexistent/ca.pem\": stat /nonexistent/ca.pem: no such file or directory; give a readable PEM file",
+		"x.yaml:6: cluster.etcd.tls.cert: missing; tls needs ca, cert and key (PEM files)",
+		"x.yaml:6: cluster.etcd.tls.key: missing; tls needs ca, cert and key (PEM files)"}},
+	{"same tap on one host", "cluster: {host: hv-a, etcd: {endpoints: [http://127.0.0.1:2379]}}\ninstances:\n  - {name: a, host: hv-a, tap: t1, mac: \"02:00:00:00:00:11\", ipv4: 10.0.0.11/24}\n  - {name: b, host: hv-b, tap: t1, mac: \"02:00:00:00:00:12\", ipv4: 10.0.0.12/24}\n  - {name: c, host: hv-a, tap: t1, mac: \"02:00:00:00:00:13\", ipv4: 10.0.0.13/24}\n", []string{
+		"x.yaml:5: instances[2].tap: \"t1\" is already used by instances[0].tap (line 3)"}},
 }
 
 func TestParseErrors(t *testing.T) {

@@ -234,3 +234,40 @@ func TestConntrackTimeouts(t *testing.T) {
 		t.Errorf("timeouts %+v, want %+v", got, want)
 	}
 }
+
+func TestParseCluster(t *testing.T) {
+	const file = `cluster:
+  host: hv-a
+  etcd: {endpoints: [http://127.0.0.1:2379, https://10.0.0.2:2379], prefix: /sg/one}
+security-groups:
+  - {name: web}
+instances:
+  - {name: a, host: hv-a, mac: "02:00:00:00:00:11", ipv4: 10.0.0.11/24, security-groups: [web]}
+  - {name: b, host: hv-b, tap: a, mac: "02:00:00:00:00:12", ipv4: 10.0.0.12/24, security-groups: [web]}
+`
+	c, err := Parse("c.yaml", []byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster == nil || c.Cluster.Host != "hv-a" || c.Cluster.Etcd.Prefix != "/sg/one" || len(c.Cluster.Etcd.Endpoints) != 2 || c.Cluster.Line != 1 {
+		t.Fatalf("cluster %+v", c.Cluster)
+	}
+	if c.Remote(&c.Instances[0]) || !c.Remote(&c.Instances[1]) {
+		t.Error("a is local and b remote on hv-a")
+	}
+	out, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse("", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if back.Cluster.Host != "hv-a" || back.Cluster.Etcd.Prefix != "/sg/one" || back.Instances[1].Host != "hv-b" {
+		t.Errorf("marshalled and read back:\n%s", out)
+	}
+	plain, err := Parse("p.yaml", []byte("cluster: {etcd: {endpoints: [http://127.0.0.1:2379]}}\n"))
+	if err != nil || plain.Cluster.Etcd.Prefix != DefaultEtcdPrefix || plain.Cluster.Host != "" {
+		t.Errorf("defaults: %+v %v", plain.Cluster, err)
+	}
+}

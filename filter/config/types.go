@@ -20,7 +20,8 @@ type Config struct {
 	File string
 
 	Switch         Switch
-	Uplink         *Uplink // nil when the file has no uplink section
+	Uplink         *Uplink  // nil when the file has no uplink section
+	Cluster        *Cluster // nil when the file has no cluster section: the file is the policy
 	SecurityGroups []SecurityGroup
 	Instances      []Instance
 
@@ -201,6 +202,7 @@ type Rule struct {
 // Instance is one VM port.
 type Instance struct {
 	Name           string
+	Host           string           // `host`: the cluster host it runs on ("" without a cluster)
 	TAP            string           // `tap`: TAP device name (default: Name, unless Netdev is set); "" with Netdev
 	Netdev         string           // `netdev`: an existing device (a QEMU VM's TAP, a veth end) served from its host side
 	MAC            net.HardwareAddr // `mac`: exactly 6 bytes, unicast

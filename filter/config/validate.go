@@ -40,13 +40,17 @@ func (p *parser) crossCheck(c *Config) {
 	names, taps, macs := map[string]string{}, map[string]string{}, map[string]string{}
 	addrs := map[netip.Addr]string{}
 	if u := c.Uplink; u != nil {
+		local := ""
+		if c.Cluster != nil {
+			local = c.Cluster.Host
+		}
 		for _, f := range []string{"tap", "port"} {
 			if _, given := p.lines["uplink."+f]; given && u.Port != "" {
-				claimOnce(p, taps, u.Port, "uplink."+f, fmt.Sprintf("%q", u.Port))
+				claimOnce(p, taps, local+"\x00"+u.Port, "uplink."+f, fmt.Sprintf("%q", u.Port))
 			}
 		}
 		if u.Netdev != "" {
-			claimOnce(p, taps, u.Netdev, "uplink.netdev", fmt.Sprintf("%q", u.Netdev))
+			claimOnce(p, taps, local+"\x00"+u.Netdev, "uplink.netdev", fmt.Sprintf("%q", u.Netdev))
 		}
 		if u.Gateway.IsValid() {
 			claimOnce(p, addrs, u.Gateway.Addr(), "uplink.gateway", u.Gateway.Addr().String())
@@ -67,10 +71,11 @@ func (p *parser) crossCheck(c *Config) {
 			if _, explicit := p.lines[path+".tap"]; !explicit {
 				shown += " (the default TAP name, from name)"
 			}
-			claimOnce(p, taps, in.TAP, path+".tap", shown)
+			// A TAP name is unique on its host: two hosts may both have a web1.
+			claimOnce(p, taps, in.Host+"\x00"+in.TAP, path+".tap", shown)
 		}
 		if in.Netdev != "" {
-			claimOnce(p, taps, in.Netdev, path+".netdev", fmt.Sprintf("%q", in.Netdev))
+			claimOnce(p, taps, in.Host+"\x00"+in.Netdev, path+".netdev", fmt.Sprintf("%q", in.Netdev))
 		}
 		if in.MAC != nil {
 			claimOnce(p, macs, string(in.MAC), path+".mac", in.MAC.String())
@@ -83,6 +88,12 @@ func (p *parser) crossCheck(c *Config) {
 		}
 		for j, g := range in.SecurityGroups {
 			checkRef(g, index(path+".security-groups", j))
+		}
+		switch {
+		case c.Cluster == nil && in.Host != "":
+			p.errorf(p.line(path+".host"), path+".host", "only in a cluster: without a cluster: section every instance runs on this switch; remove host or add cluster:")
+		case c.Cluster != nil && in.Host == "" && in.Name != "":
+			p.errorf(p.line(path+".name"), path+".host", "missing; in a cluster every instance names the host it runs on, e.g. host: hv-a")
 		}
 	}
 }

@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -56,7 +57,8 @@ func TestArgs(t *testing.T) {
 			"-object", "memory-backend-memfd,id=mem,size=256M,share=on",
 			"-machine", "pc,memory-backend=mem",
 			"-chardev", "socket,id=cn0,path=/s,server=on,wait=off",
-			"-netdev", "vhost-user,id=n0,chardev=cn0"}},
+			"-netdev", "vhost-user,id=n0,chardev=cn0",
+			"-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:77:01,romfile=,vectors=0"}},
 		{"vhost-user client", NIC{MAC: mac, VhostUser: &VhostUser{Socket: "/s"}}, []string{
 			"-chardev", "socket,id=cn0,path=/s,reconnect=1"}},
 	} {
@@ -147,9 +149,9 @@ func TestGuestsOnBridge(t *testing.T) {
 	t.Logf("two guests booted in %v", time.Since(start).Round(time.Millisecond))
 	plug("vmt1")
 	plug("vmt2")
-	addrs := map[*Guest]string{g1: "192.168.77.1", g2: "192.168.77.2"}
+	addrs := map[*Guest]netip.Addr{g1: netip.MustParseAddr("192.168.77.1"), g2: netip.MustParseAddr("192.168.77.2")}
 	for g, a := range addrs {
-		if _, err := g.Exec("ip", "addr", "add", a+"/24", "dev", "eth0"); err != nil {
+		if _, err := g.Exec("ip", "addr", "add", a.String()+"/24", "dev", "eth0"); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range []string{"tcp", "udp"} {
@@ -164,7 +166,7 @@ func TestGuestsOnBridge(t *testing.T) {
 			t.Error(err)
 		}
 		for _, p := range []string{"tcp", "udp"} {
-			if err := from.Dial(p, addrs[to]+":7", []byte("hello over "+p), 5*time.Second); err != nil {
+			if err := from.Exchange(p, netip.AddrPortFrom(addrs[to], 7), []byte("hello over "+p), 5*time.Second); err != nil {
 				t.Error(err)
 			}
 		}
@@ -173,10 +175,10 @@ func TestGuestsOnBridge(t *testing.T) {
 	check(g1, g2)
 	check(g2, g1)
 	t.Logf("traffic checks in %v", time.Since(start).Round(time.Millisecond))
-	if err := g1.Ping("192.168.77.9", time.Second); err == nil {
+	if err := g1.Ping(netip.MustParseAddr("192.168.77.9"), time.Second); err == nil {
 		t.Error("a ping to an address nobody holds was answered")
 	}
-	if err := g1.Dial("tcp", "192.168.77.2:8", []byte("x"), 2*time.Second); err == nil {
+	if err := g1.Exchange("tcp", netip.MustParseAddrPort("192.168.77.2:8"), []byte("x"), 2*time.Second); err == nil {
 		t.Error("TCP to a port nobody listens on succeeded")
 	}
 
@@ -196,7 +198,7 @@ func TestGuestsOnBridge(t *testing.T) {
 	}
 	t.Logf("power off and boot again in %v", time.Since(start).Round(time.Millisecond))
 	plug("vmt2")
-	if _, err := g2.Exec("ip", "addr", "add", addrs[g2]+"/24", "dev", "eth0"); err != nil {
+	if _, err := g2.Exec("ip", "addr", "add", addrs[g2].String()+"/24", "dev", "eth0"); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"tcp", "udp"} {

@@ -36,6 +36,7 @@ func (p *Port) serveConn(c *net.UnixConn) error {
 		if err != nil {
 			return err
 		}
+		p.log.Debug("vhost-user message", "port", p.name, "req", m.Req, "need-reply", m.NeedReply, "u64", m.U64, "fds", len(m.Fds))
 		reply, hasVal, err := d.handle(m)
 		if err != nil {
 			return fmt.Errorf("%v: %w", m.Req, err)

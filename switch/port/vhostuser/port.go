@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -59,7 +60,6 @@ var (
 	ErrNotReady  = errors.New("vhost-user: the guest's receive queue is not running")
 	ErrNoBuffer  = errors.New("vhost-user: the guest has no receive buffer for the frame")
 	ErrNoOffload = errors.New("vhost-user: the frame needs an offload the guest did not negotiate")
-	errBroken    = errors.New("vhost-user: ring broken")
 )
 
 // Port is a vhost-user port: one socket, one frontend at a time, and its
@@ -196,7 +196,7 @@ func (p *Port) run(ctx context.Context) {
 		c.Close()
 		switch {
 		case ctx.Err() != nil:
-		case errors.Is(err, net.ErrClosed), errors.Is(err, unix.ECONNRESET), errors.Is(err, errBroken):
+		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, unix.ECONNRESET):
 			p.log.Info("vhost-user frontend disconnected", "port", p.name)
 		default:
 			p.log.Warn("vhost-user connection closed: bad message", "port", p.name, "err", err)

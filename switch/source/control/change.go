@@ -34,6 +34,10 @@ import (
 //  7. rename the temporary file over the configuration file. If the rename
 //     fails, put the previous configuration back in force.
 //
+// With ?dry-run=true a change stops after step 4: instead of writing and
+// applying, it answers what the change would do (the tracked connections it
+// would cut, vswitch.Switch.DryRun) with the version unchanged.
+//
 // A refused or failed change leaves the running configuration and the file
 // as they were; a crash leaves the old file or the new one, never a torn one,
 // and the running configuration is never one the file does not hold for
@@ -94,17 +98,104 @@ func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) 
 // which the configuration's error paths are made relative, or a refusal.
 type editFunc func(cur *config.Config, d *cfgDoc) (bodyPath string, err *apiError)
 
-// changed is a change that is in force and in the file.
+// changed is a change that is in force and in the file — or, for a dry
+// run, one that would be: then version is the version in force, which
+// stays, and dryRun says what the change would do.
 type changed struct {
 	cfg      *config.Config
 	version  uint64
 	warnings []string
+	dryRun   *DryRunView
+}
+
+// status is the status of a change's answer: created for one that creates,
+// but a dry run creates nothing.
+func (out *changed) status(created bool) int {
+	if created && out.dryRun == nil {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
+// dryRunQuery reads ?dry-run=true (and, with it, ?limit=N: how many of the
+// connections the change would cut to list; 0 for all). A change takes no
+// other query parameter but those its handler reads (extra).
+func dryRunQuery(r *http.Request, extra ...string) (dry bool, limit int, aerr *apiError) {
+	q := r.URL.Query()
+	for key := range q {
+		if key != "dry-run" && key != "limit" && !slices.Contains(extra, key) {
+			return false, 0, refuse(http.StatusBadRequest, "unknown query parameter %q; a change takes dry-run=true (and limit=N with it)", key)
+		}
+	}
+	switch v := q.Get("dry-run"); v {
+	case "", "false":
+	case "true":
+		dry = true
+	default:
+		return false, 0, refuse(http.StatusBadRequest, "dry-run: %q; say dry-run=true to see what the change would do without making it", v)
+	}
+	limit = defaultConnLimit
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 || !dry {
+			return false, 0, refuse(http.StatusBadRequest, "limit: %q; with dry-run=true, the number of connections the change would cut to list, 0 for all", l)
+		}
+		limit = n
+	}
+	return dry, limit, nil
 }
 
 // change runs one configuration change (see the top of this file). what
 // names it in the log.
 func (c *controlServer) change(r *http.Request, what string, edit editFunc) (*changed, *apiError) {
+	return c.changeTo(r, what, nil, func(cur *config.Config) (*config.Config, []byte, []string, *apiError) {
+		d, err := newCfgDoc(cur)
+		if err != nil {
+			return nil, nil, nil, refuse(http.StatusInternalServerError, "internal error: %v", err)
+		}
+		bodyPath, aerr := edit(cur, d)
+		if aerr != nil {
+			return nil, nil, nil, aerr
+		}
+		data, err := d.encode()
+		if err != nil {
+			return nil, nil, nil, refuse(http.StatusInternalServerError, "internal error: %v", err)
+		}
+		checked, err := config.Parse("", data)
+		if err != nil {
+			return nil, nil, nil, d.refusal(err, bodyPath)
+		}
+		warnings := d.warnings(checked.Warnings, bodyPath)
+		// The configuration put in force is the one read back from the very
+		// bytes the file will hold, so that its line numbers are the file's.
+		file, err := config.Marshal(checked)
+		if err != nil {
+			return nil, nil, nil, refuse(http.StatusInternalServerError, "internal error: writing the configuration: %v", err)
+		}
+		next, err := config.Parse("", file)
+		if err != nil {
+			return nil, nil, nil, refuse(http.StatusInternalServerError, "internal error: the changed configuration does not read back: %v", err)
+		}
+		return next, file, warnings, nil
+	})
+}
+
+// prepareFunc makes the configuration a change would put in force from the
+// one in force: the checked configuration, the bytes the file will hold,
+// warnings for the client, or a refusal.
+type prepareFunc func(cur *config.Config) (next *config.Config, file []byte, warnings []string, aerr *apiError)
+
+// changeTo runs a change whose new configuration prepare makes (steps 3-4
+// of the top of this file), or with ?dry-run=true says what it would do:
+// the tracked connections it would cut (vswitch.DryRun), nothing applied,
+// nothing written, the version unchanged.
+// query lists the query parameters the handler reads itself.
+func (c *controlServer) changeTo(r *http.Request, what string, query []string, prepare prepareFunc) (*changed, *apiError) {
 	want, aerr := ifMatch(r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	dry, limit, aerr := dryRunQuery(r, query...)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -115,37 +206,21 @@ func (c *controlServer) change(r *http.Request, what string, edit editFunc) (*ch
 		return nil, refuse(http.StatusPreconditionFailed,
 			"the configuration is at version %d, not %s: it changed since you read it; read it again and retry", version, r.Header.Get("If-Match"))
 	}
-
-	d, err := newCfgDoc(cur)
-	if err != nil {
-		return nil, refuse(http.StatusInternalServerError, "internal error: %v", err)
-	}
-	bodyPath, aerr := edit(cur, d)
+	next, file, warnings, aerr := prepare(cur)
 	if aerr != nil {
 		return nil, aerr
 	}
-	data, err := d.encode()
-	if err != nil {
-		return nil, refuse(http.StatusInternalServerError, "internal error: %v", err)
-	}
-	checked, err := config.Parse("", data)
-	if err != nil {
-		return nil, d.refusal(err, bodyPath)
-	}
-	warnings := d.warnings(checked.Warnings, bodyPath)
-	// The configuration put in force is the one read back from the very
-	// bytes the file will hold, so that its line numbers are the file's.
-	file, err := config.Marshal(checked)
-	if err != nil {
-		return nil, refuse(http.StatusInternalServerError, "internal error: writing the configuration: %v", err)
-	}
-	next, err := config.Parse("", file)
-	if err != nil {
-		return nil, refuse(http.StatusInternalServerError, "internal error: the changed configuration does not read back: %v", err)
-	}
 	next.File = cur.File
+	if dry {
+		dr, err := c.sw.DryRun(next, limit)
+		if err != nil {
+			return nil, refuse(http.StatusInternalServerError, "the change would fail to be put in force: %v; nothing changed", err)
+		}
+		return &changed{cfg: next, version: version, warnings: warnings, dryRun: dryRunView(c.sw, cur, next, dr, limit)}, nil
+	}
 
 	var staged source.StagedWrite
+	var err error
 	if cur.File != "" {
 		if staged, err = c.w.Stage(cur.File, file); err != nil {
 			return nil, refuse(http.StatusInternalServerError, "writing %s: %v; nothing changed", cur.File, err)
@@ -182,6 +257,23 @@ func (c *controlServer) change(r *http.Request, what string, edit editFunc) (*ch
 	}
 	c.w.Logger().Info("configuration changed through the control API", "change", what, "version", version, "file", cur.File)
 	return &changed{cfg: next, version: version, warnings: warnings}, nil
+}
+
+// dryRunView is the API's account of a dry run.
+func dryRunView(sw *vswitch.Switch, cur, next *config.Config, dr *vswitch.DryRun, limit int) *DryRunView {
+	v := &DryRunView{Version: dr.Version, Changes: config.Changes(cur, next), Checked: dr.Checked, Cut: []CutView{},
+		CutTotal: dr.CutTotal, Limit: limit, Truncated: len(dr.Cut) < dr.CutTotal,
+		PersistEstablished: dr.PersistEstablished, ElapsedMS: float64(dr.Elapsed.Microseconds()) / 1000}
+	if v.Changes == nil {
+		v.Changes = []config.Change{}
+	}
+	for i := range dr.Cut {
+		c := &dr.Cut[i]
+		cv := CutView{ConnView: connView(sw, &c.Conn), AllowedBy: c.Allowed, Reason: c.Reason.String(), Kept: c.Kept}
+		cv.From, cv.To = c.From, c.To
+		v.Cut = append(v.Cut, cv)
+	}
+	return v
 }
 
 // cfgDoc is a configuration as the YAML document config.Marshal writes,

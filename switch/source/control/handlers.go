@@ -42,6 +42,12 @@ import (
 //	PUT    /v1/instances/{name}/security-groups       {"security-groups": [...]} or [...]
 //	GET    /v1/conntrack?instance=&protocol=&address=&limit=  ConntrackView
 //	DELETE /v1/conntrack                              flush: {"flushed": N}
+//	PUT    /v1/configuration?file=NAME                the whole configuration file (YAML) → Reloaded
+//
+// Every change takes ?dry-run=true: nothing is applied or written, the
+// version stays, and the answer — the usual one, as it would be — carries
+// "dry-run": the changes in the file's words and the tracked connections
+// the change would cut (DryRunView; ?limit=N of them, default 1000, 0 all).
 
 // maxBody bounds a request body.
 const maxBody = 1 << 20
@@ -75,6 +81,7 @@ func handler(w *source.Writer) http.Handler {
 		{"PUT /v1/instances/{name}/security-groups", c.setMembership},
 		{"GET /v1/conntrack", c.listConns},
 		{"DELETE /v1/conntrack", c.flushConns},
+		{"PUT /v1/configuration", c.putConfiguration},
 	}
 	for _, rt := range routes {
 		mux.HandleFunc(rt.pattern, c.handle(rt.h))
@@ -134,7 +141,7 @@ func noRoute(mux *http.ServeMux, r *http.Request) *apiError {
 		return &apiError{status: http.StatusMethodNotAllowed, allow: allowed,
 			msg: fmt.Sprintf("%s is not a method of %s; it takes %s", r.Method, r.URL.Path, strings.Join(allowed, ", "))}
 	}
-	return refuse(http.StatusNotFound, "no such resource: %s %s; the API's resources are /v1/security-groups, /v1/instances, /v1/conntrack and /v1/stats", r.Method, r.URL.Path)
+	return refuse(http.StatusNotFound, "no such resource: %s %s; the API's resources are /v1/security-groups, /v1/instances, /v1/conntrack, /v1/configuration and /v1/stats", r.Method, r.URL.Path)
 }
 
 // --- bodies ---
@@ -350,7 +357,7 @@ func (c *controlServer) createGroup(r *http.Request) (int, any, uint64, *apiErro
 	}
 	g, _ := out.cfg.Group(*spec.Name)
 	v := groupView(out.cfg, g)
-	return http.StatusCreated, Changed{Version: out.version, Warnings: out.warnings, Group: &v}, out.version, nil
+	return out.status(true), Changed{Version: out.version, Warnings: out.warnings, Group: &v, DryRun: out.dryRun}, out.version, nil
 }
 
 func (c *controlServer) deleteGroup(r *http.Request) (int, any, uint64, *apiError) {
@@ -394,7 +401,7 @@ func (c *controlServer) deleteGroup(r *http.Request) (int, any, uint64, *apiErro
 	if err != nil {
 		return 0, nil, 0, err
 	}
-	return http.StatusOK, Changed{Version: out.version, Warnings: out.warnings, Deleted: name}, out.version, nil
+	return out.status(false), Changed{Version: out.version, Warnings: out.warnings, Deleted: name, DryRun: out.dryRun}, out.version, nil
 }
 
 func (c *controlServer) addRule(r *http.Request) (int, any, uint64, *apiError) {
@@ -423,8 +430,8 @@ func (c *controlServer) addRule(r *http.Request) (int, any, uint64, *apiError) {
 	}
 	g, _ := out.cfg.Group(name)
 	rule := &g.Rules[index]
-	return http.StatusCreated, RuleAdded{Group: name, Index: index, ID: ruleID(name, rule, index), Rule: ruleView(rule),
-		Version: out.version, Warnings: out.warnings}, out.version, nil
+	return out.status(true), RuleAdded{Group: name, Index: index, ID: ruleID(name, rule, index), Rule: ruleView(rule),
+		Version: out.version, Warnings: out.warnings, DryRun: out.dryRun}, out.version, nil
 }
 
 func (c *controlServer) deleteRule(r *http.Request) (int, any, uint64, *apiError) {
@@ -456,7 +463,7 @@ func (c *controlServer) deleteRule(r *http.Request) (int, any, uint64, *apiError
 	if err != nil {
 		return 0, nil, 0, err
 	}
-	return http.StatusOK, Changed{Version: out.version, Warnings: out.warnings, Deleted: id}, out.version, nil
+	return out.status(false), Changed{Version: out.version, Warnings: out.warnings, Deleted: id, DryRun: out.dryRun}, out.version, nil
 }
 
 func (c *controlServer) setSources(r *http.Request) (int, any, uint64, *apiError) {
@@ -485,7 +492,7 @@ func (c *controlServer) setSources(r *http.Request) (int, any, uint64, *apiError
 	}
 	g, _ := out.cfg.Group(name)
 	v := groupView(out.cfg, g)
-	return http.StatusOK, Changed{Version: out.version, Warnings: out.warnings, Group: &v}, out.version, nil
+	return out.status(false), Changed{Version: out.version, Warnings: out.warnings, Group: &v, DryRun: out.dryRun}, out.version, nil
 }
 
 // --- instances ---
@@ -510,7 +517,7 @@ func (c *controlServer) addInstance(r *http.Request) (int, any, uint64, *apiErro
 	}
 	in, _ := out.cfg.Instance(*spec.Name)
 	v := instanceView(in)
-	return http.StatusCreated, Changed{Version: out.version, Warnings: out.warnings, Instance: &v}, out.version, nil
+	return out.status(true), Changed{Version: out.version, Warnings: out.warnings, Instance: &v, DryRun: out.dryRun}, out.version, nil
 }
 
 func (c *controlServer) deleteInstance(r *http.Request) (int, any, uint64, *apiError) {
@@ -526,7 +533,7 @@ func (c *controlServer) deleteInstance(r *http.Request) (int, any, uint64, *apiE
 	if err != nil {
 		return 0, nil, 0, err
 	}
-	return http.StatusOK, Changed{Version: out.version, Warnings: out.warnings, Deleted: name}, out.version, nil
+	return out.status(false), Changed{Version: out.version, Warnings: out.warnings, Deleted: name, DryRun: out.dryRun}, out.version, nil
 }
 
 func (c *controlServer) setMembership(r *http.Request) (int, any, uint64, *apiError) {
@@ -551,7 +558,7 @@ func (c *controlServer) setMembership(r *http.Request) (int, any, uint64, *apiEr
 	}
 	in, _ := out.cfg.Instance(name)
 	v := instanceView(in)
-	return http.StatusOK, Changed{Version: out.version, Warnings: out.warnings, Instance: &v}, out.version, nil
+	return out.status(false), Changed{Version: out.version, Warnings: out.warnings, Instance: &v, DryRun: out.dryRun}, out.version, nil
 }
 
 // --- connection tracking ---
@@ -642,4 +649,57 @@ func (c *controlServer) flushConns(r *http.Request) (int, any, uint64, *apiError
 	ct.Flush()
 	c.w.Logger().Info("connection table flushed through the control API", "connections", n)
 	return http.StatusOK, map[string]int{"flushed": n}, 0, nil
+}
+
+// --- the whole configuration ---
+
+// maxConfigBody bounds the configuration file PUT /v1/configuration takes.
+const maxConfigBody = 64 << 20
+
+// putConfiguration puts a whole configuration file in force, as a reload of
+// the switch's own file would (`sgswitch ctl reload FILE`), and writes it
+// over the switch's file as sent (comments kept). ?file=NAME names it in
+// error messages.
+func (c *controlServer) putConfiguration(r *http.Request) (int, any, uint64, *apiError) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
+	if err != nil {
+		return 0, nil, 0, refuse(http.StatusBadRequest, "reading the request body: %v", err)
+	}
+	if len(data) > maxConfigBody {
+		return 0, nil, 0, refuse(http.StatusRequestEntityTooLarge, "the configuration is over %d bytes", maxConfigBody)
+	}
+	name := r.URL.Query().Get("file")
+	if name == "" {
+		name = "configuration"
+	}
+	var changes []config.Change
+	out, aerr := c.changeTo(r, "reload "+name, []string{"file"}, func(cur *config.Config) (*config.Config, []byte, []string, *apiError) {
+		next, err := config.Parse(name, data)
+		if err != nil {
+			return nil, nil, nil, configRefusal(err)
+		}
+		changes = config.Changes(cur, next)
+		return next, data, next.Warnings, nil
+	})
+	if aerr != nil {
+		return 0, nil, 0, aerr
+	}
+	if changes == nil {
+		changes = []config.Change{}
+	}
+	return http.StatusOK, Reloaded{Version: out.version, Warnings: out.warnings, Changes: changes, DryRun: out.dryRun}, out.version, nil
+}
+
+// configRefusal is the configuration's own errors, each with its file,
+// line and field, for a whole file sent to the API.
+func configRefusal(err error) *apiError {
+	var es config.Errors
+	if !errors.As(err, &es) {
+		return refuse(http.StatusBadRequest, "%v", err)
+	}
+	e := &apiError{status: http.StatusBadRequest, msg: es.Error()}
+	for _, ce := range es {
+		e.fields = append(e.fields, FieldError{Field: ce.Field, Message: ce.Error()})
+	}
+	return e
 }

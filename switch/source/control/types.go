@@ -87,6 +87,9 @@ type RuleAdded struct {
 	Rule     RuleSpec `json:"rule"`  // as the file now holds it (canonical)
 	Version  uint64   `json:"version"`
 	Warnings []string `json:"warnings,omitempty"`
+	// DryRun is set when the change was a dry run (?dry-run=true): the rest
+	// of the answer is what it would be, nothing was done.
+	DryRun *DryRunView `json:"dry-run,omitempty"`
 }
 
 // Changed answers the other changes: what changed and the new version.
@@ -96,6 +99,42 @@ type Changed struct {
 	Group    *GroupView    `json:"group,omitempty"`
 	Instance *InstanceView `json:"instance,omitempty"`
 	Deleted  string        `json:"deleted,omitempty"`
+	DryRun   *DryRunView   `json:"dry-run,omitempty"` // see RuleAdded.DryRun
+}
+
+// Reloaded answers PUT /v1/configuration: the new version and what changed.
+type Reloaded struct {
+	Version  uint64          `json:"version"`
+	Warnings []string        `json:"warnings,omitempty"`
+	Changes  []config.Change `json:"changes"`
+	DryRun   *DryRunView     `json:"dry-run,omitempty"` // see RuleAdded.DryRun
+}
+
+// DryRunView is what a change would do (?dry-run=true on any change):
+// nothing is applied, nothing written, the version stays.
+type DryRunView struct {
+	Version uint64          `json:"version"` // the version in force, unchanged
+	Changes []config.Change `json:"changes"` // what would change, in the file's words (sgswitch diff)
+	Checked int             `json:"checked"` // tracked connections evaluated
+	// Cut lists the tracked connections the change would cut, at most
+	// Limit of them (0: all); CutTotal counts them all.
+	Cut       []CutView `json:"cut"`
+	CutTotal  int       `json:"cut-total"`
+	Limit     int       `json:"limit"`
+	Truncated bool      `json:"truncated"`
+	// PersistEstablished: the switch keeps established connections across
+	// policy changes, so the connections marked kept would survive: the
+	// change would have cut them.
+	PersistEstablished bool    `json:"persist-established"`
+	ElapsedMS          float64 `json:"elapsed-ms"`
+}
+
+// CutView is one tracked connection a change would cut.
+type CutView struct {
+	ConnView
+	AllowedBy string `json:"allowed-by"` // what allows it now: group/direction/index, or default-egress
+	Reason    string `json:"reason"`     // why the change would refuse it (ingress-policy, egress-policy, smtp, unknown-destination, spoof-ip)
+	Kept      bool   `json:"kept"`       // persist-established would keep it
 }
 
 // ConnView is one tracked connection (GET /v1/conntrack).

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,7 +45,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "agent: %v\n", err)
 		powerOff()
 	}
-	fmt.Fprintln(os.Stderr, "agent: serving")
+	fmt.Fprintf(os.Stderr, "agent: serving at %s s of uptime\n", uptime())
 	a := &agent{port: port, listening: map[string]bool{}}
 	a.serve()
 }
@@ -66,32 +67,65 @@ func boot() error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(os.Stderr, "agent: started at %s s of uptime\n", uptime())
 	for _, path := range strings.Fields(string(list)) {
 		if err := loadModule(path); err != nil {
 			return err
 		}
 	}
+	fmt.Fprintf(os.Stderr, "agent: modules loaded at %s s\n", uptime())
 	if err := bb("ip", "link", "set", "lo", "up"); err != nil {
 		return err
 	}
-	// The NICs appear as their drivers probe them, right after the load.
-	deadline := time.Now().Add(5 * time.Second)
+	// The NICs appear as their drivers probe them, right after the load;
+	// the kernel command line says how many to wait for.
+	want := nicCount()
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ifs, _ := net.Interfaces()
-		up := 0
+		var eths []string
 		for _, ifc := range ifs {
 			if strings.HasPrefix(ifc.Name, "eth") {
-				if err := bb("ip", "link", "set", ifc.Name, "up"); err != nil {
-					return err
-				}
-				up++
+				eths = append(eths, ifc.Name)
 			}
 		}
-		if up > 0 || time.Now().After(deadline) {
+		if len(eths) >= want {
+			for _, name := range eths {
+				if err := bb("ip", "link", "set", name, "up"); err != nil {
+					return err
+				}
+			}
 			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d NICs appeared", len(eths), want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// nicCount reads sgswitch.nics=N from the kernel command line.
+func nicCount() int {
+	b, _ := os.ReadFile("/proc/cmdline")
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "sgswitch.nics="); ok {
+			n, err := strconv.Atoi(v)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// uptime is the guest's /proc/uptime, for the console log of boot phases.
+func uptime() string {
+	b, _ := os.ReadFile("/proc/uptime")
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 func loadModule(path string) error {
