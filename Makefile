@@ -96,7 +96,9 @@ bench-live: build
 soak: build
 	$(GO) run ./bench/soak -duration $${SOAK_DURATION:-5m} -queues $${SOAK_QUEUES:-1}
 
-# bench-flood: the pair's TCP throughput unloaded, under a SYN flood and under
-# a spoofed-source flood (root; installs iperf3 if missing). BENCH_FLOOD_FLAGS=-quick.
+# bench-flood: a pair's TCP throughput unloaded and under the issue's flood (two
+# hping3 -i u50 from a third instance: SYN, random-source UDP), through sgswitch
+# and through the kernel bridge + nftables, alternating (root; installs iperf3,
+# hping3, nftables if missing). BENCH_FLOOD_FLAGS=-quick.
 bench-flood: build
 	$(GO) run ./bench/flood $(BENCH_FLOOD_FLAGS)

@@ -12,9 +12,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/sgswitch/sgswitch/filter/config"
+	"github.com/sgswitch/sgswitch/switch/source/control"
 )
 
 const ctlUsage = `usage: sgswitch ctl [--socket PATH | -c FILE] COMMAND [ARGS] [FLAGS]
@@ -24,7 +26,9 @@ socket of the configuration -c FILE, else ` + config.DefaultControl + `).
 Every command takes -o table|json (json: the API's answer as is). Changes take
 --if-match VERSION: refused if the configuration is no longer at VERSION
 (group show and every change print the version). Changes are in force at once
-and written back to the switch's configuration file.
+and written back to the switch's configuration file. Every change takes
+--dry-run: nothing is changed; ctl prints what would change and the tracked
+connections the change would cut, each with the rule that allows it now.
 Exit status: 0 done, 1 refused by the switch or switch unreachable, 2 bad
 command line.
 
@@ -52,6 +56,9 @@ commands:
   instance groups NAME G1[,G2...]           replace the instance's groups
   conntrack list [--instance NAME] [--protocol PROTO] [--address IP] [--limit N]
   conntrack flush                           forget every tracked connection
+  reload FILE                               put the configuration FILE in force (and write it
+                                            over the switch's file); with --dry-run, see what it
+                                            would change and cut first
 `
 
 // ctlClient talks HTTP to the control socket.
@@ -76,13 +83,19 @@ type apiRefusal struct {
 
 func (e *apiRefusal) Error() string { return e.msg }
 
-// do sends one request (body, when not nil, as JSON; ifMatch, when set, as
+// rawBody is a request body sent as is (a configuration file, YAML).
+type rawBody []byte
+
+// do sends one request (body, when not nil, as JSON, or as is when a rawBody; ifMatch, when set, as
 // If-Match) and decodes the JSON answer into out (when not nil). It returns
 // the answer's raw body and the configuration version of its ETag. A 4xx/5xx
 // answer is an *apiRefusal with the API's message.
 func (c *ctlClient) do(ctx context.Context, method, path string, body any, ifMatch string, out any) (raw []byte, version string, err error) {
 	var rd io.Reader
-	if body != nil {
+	contentType := "application/json"
+	if raw, ok := body.(rawBody); ok {
+		rd, contentType = bytes.NewReader(raw), "application/yaml"
+	} else if body != nil {
 		data, err := json.Marshal(body)
 		if err != nil {
 			return nil, "", err
@@ -94,7 +107,7 @@ func (c *ctlClient) do(ctx context.Context, method, path string, body any, ifMat
 		return nil, "", err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	if ifMatch != "" {
 		req.Header.Set("If-Match", `"`+ifMatch+`"`)
@@ -182,6 +195,7 @@ var ctlCommands = map[string]map[string]func(*ctlCmd, []string) error{
 	"source":    {"list": ctlSourceList, "set": ctlSourceSet, "clear": ctlSourceClear},
 	"instance":  {"list": ctlInstanceList, "show": ctlInstanceShow, "add": ctlInstanceAdd, "remove": ctlInstanceRemove, "groups": ctlInstanceGroups},
 	"conntrack": {"list": ctlConntrackList, "flush": ctlConntrackFlush},
+	"reload":    {"": ctlReload},
 }
 
 func ctlLookup(args []string) (func(*ctlCmd, []string) error, string, []string, error) {
@@ -218,16 +232,18 @@ type ctlCmd struct {
 	fs             *flag.FlagSet
 	output         string
 	ifMatch        string
+	dryRun         bool
 	pos            []string
 }
 
-// flags starts the command's flag set; change adds --if-match.
+// flags starts the command's flag set; change adds --if-match and --dry-run.
 func (x *ctlCmd) flags(change bool) *flag.FlagSet {
 	x.fs = flag.NewFlagSet(x.name, flag.ContinueOnError)
 	x.fs.SetOutput(io.Discard)
 	x.fs.StringVar(&x.output, "o", "table", "output `FORMAT`: table or json")
 	if change {
 		x.fs.StringVar(&x.ifMatch, "if-match", "", "refuse the change unless the configuration is at `VERSION`")
+		x.fs.BoolVar(&x.dryRun, "dry-run", false, "change nothing: show what the change would change and the tracked connections it would cut")
 	}
 	return x.fs
 }
@@ -293,8 +309,16 @@ func (x *ctlCmd) set(name string) bool {
 }
 
 // change sends a change and prints its answer: as JSON with -o json, else
-// through done. Warnings go to stderr.
+// through done — or, with --dry-run, what the change would do. Warnings go
+// to stderr.
 func (x *ctlCmd) change(method, path string, body any, out any, done func()) error {
+	if x.dryRun {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + "dry-run=true"
+	}
 	raw, _, err := x.c.do(x.ctx, method, path, body, x.ifMatch, out)
 	if err != nil {
 		return err
@@ -303,12 +327,56 @@ func (x *ctlCmd) change(method, path string, body any, out any, done func()) err
 		_, err := x.stdout.Write(raw)
 		return err
 	}
-	var w struct{ Warnings []string }
+	var w struct {
+		Warnings []string
+		DryRun   *control.DryRunView `json:"dry-run"`
+	}
 	json.Unmarshal(raw, &w)
 	for _, m := range w.Warnings {
 		fmt.Fprintln(x.stderr, "warning:", m)
 	}
+	if x.dryRun {
+		if w.DryRun == nil {
+			return fmt.Errorf("%s --dry-run: the switch's answer has no dry run; is it an older sgswitch?", x.name)
+		}
+		return x.printDryRun(w.DryRun)
+	}
 	done()
+	return nil
+}
+
+// printDryRun prints what a change would do.
+func (x *ctlCmd) printDryRun(d *control.DryRunView) error {
+	fmt.Fprintf(x.stdout, "dry run: nothing changed (version %d)\n", d.Version)
+	if len(d.Changes) == 0 {
+		fmt.Fprintln(x.stdout, "the change would change nothing")
+	}
+	for _, c := range d.Changes {
+		fmt.Fprintf(x.stdout, "would change %s\n", c)
+	}
+	verb := "would cut"
+	if d.PersistEstablished {
+		verb = "would cut (or, marked kept, would have cut: persist-established keeps them)"
+	}
+	fmt.Fprintf(x.stdout, "%s %d of %d tracked connections (checked in %.1f ms)\n", verb, d.CutTotal, d.Checked, d.ElapsedMS)
+	if len(d.Cut) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(x.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM\tTO\tCONNECTION\tSTATE\tALLOWED-BY\tCUT-BY")
+	for _, c := range d.Cut {
+		cut := c.Reason
+		if c.Kept {
+			cut += " (kept)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.From, c.To, c.Key, c.State, c.AllowedBy, cut)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if d.Truncated {
+		fmt.Fprintf(x.stderr, "showing %d of the %d connections the change would cut (the API's limit; -o json and ?limit=0 for all)\n", len(d.Cut), d.CutTotal)
+	}
 	return nil
 }
 

@@ -5,11 +5,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/sgswitch/sgswitch/filter/config"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/source/control"
 )
@@ -58,14 +61,18 @@ func ctlStats(x *ctlCmd, args []string) error {
 		return printJSON(x.stdout, stats)
 	}
 	tw := x.table()
-	fmt.Fprintln(tw, "PORT\tINSTANCE\tRX\tTX\tFORWARD\tLOCAL\tDROP\tREASONS")
+	fmt.Fprintln(tw, "PORT\tINSTANCE\tKIND\tSTATE\tRX\tTX\tFORWARD\tLOCAL\tDROP\tREASONS")
 	for _, p := range stats.Ports {
 		var reasons []string
 		for r, n := range p.Reasons {
 			reasons = append(reasons, fmt.Sprintf("%s=%d", r, n))
 		}
 		sort.Strings(reasons)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Port, p.Instance, p.RxFrames, p.TxFrames,
+		state := p.State
+		if p.StateReason != "" {
+			state += " (" + p.StateReason + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Port, p.Instance, p.Kind, state, p.RxFrames, p.TxFrames,
 			p.Verdicts["forward"], p.Verdicts["local"], p.Verdicts["drop"], strings.Join(reasons, " "))
 	}
 	return tw.Flush()
@@ -503,5 +510,33 @@ func ctlConntrackFlush(x *ctlCmd, args []string) error {
 	}
 	return x.change(http.MethodDelete, "/v1/conntrack", nil, &out, func() {
 		fmt.Fprintf(x.stdout, "flushed %d tracked connections\n", out.Flushed)
+	})
+}
+
+// --- the whole configuration ---
+
+// ctlReload sends a configuration file to the switch, which puts it in
+// force and writes it over its own file (PUT /v1/configuration); with
+// --dry-run it says what the file would change and cut.
+func ctlReload(x *ctlCmd, args []string) error {
+	x.flags(true)
+	if err := x.parse(args, 1, 1, "FILE [--dry-run]"); err != nil {
+		return err
+	}
+	file := x.pos[0]
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return usageError("%s: %v", x.name, err)
+	}
+	// Check it here first: the errors then name the file as the user knows it.
+	if _, err := config.Parse(file, data); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	var out control.Reloaded
+	return x.change(http.MethodPut, "/v1/configuration?file="+url.QueryEscape(filepath.Base(file)), rawBody(data), &out, func() {
+		fmt.Fprintf(x.stdout, "reloaded %s (version %d)\n", file, out.Version)
+		for _, c := range out.Changes {
+			fmt.Fprintf(x.stdout, "changed %s\n", c)
+		}
 	})
 }

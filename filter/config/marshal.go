@@ -174,6 +174,8 @@ func marshalInstance(in *Instance) *yaml.Node {
 	switch {
 	case in.VhostUser != nil:
 		put(m, "vhost-user", marshalVhostUser(in.VhostUser))
+	case in.Netdev != "":
+		put(m, "netdev", strNode(in.Netdev))
 	case in.TAP != in.Name:
 		put(m, "tap", strNode(in.TAP))
 	}

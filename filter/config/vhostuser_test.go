@@ -55,13 +55,22 @@ func TestVhostUserConfig(t *testing.T) {
 		{"not a mapping", head + inst("vhost-user: /s"),
 			[]string{`x.yaml:2: instances[0].vhost-user: want a mapping with fields socket, mode, got "/s"`}},
 		{"with a tap", head + inst("tap: t1, vhost-user: {socket: /s, mode: server}"),
-			[]string{"x.yaml:2: instances[0].vhost-user: an instance has one port; give either tap or vhost-user, not both"}},
+			[]string{"x.yaml:2: instances[0].vhost-user: an instance has one port; give one of tap, netdev or vhost-user"}},
+		{"with a netdev", head + inst("netdev: t1, vhost-user: {socket: /s, mode: server}"),
+			[]string{"x.yaml:2: instances[0].vhost-user: an instance has one port; give one of tap, netdev or vhost-user"}},
+		{"long name", "instances:\n  - {name: a-very-long-instance-name, mac: \"02:00:00:00:00:01\", ipv4: 10.0.0.2/24, vhost-user: {socket: /s, mode: server}}\n", nil},
 		{"one socket twice", head + inst("vhost-user: {socket: /s, mode: server}") +
 			"  - {name: vm2, mac: \"02:00:00:00:00:02\", ipv4: 10.0.0.3/24, vhost-user: {socket: /s/, mode: client}}\n",
 			[]string{`x.yaml:3: instances[1].vhost-user.socket: "/s" is already used by instances[0].vhost-user.socket (line 2)`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("x.yaml", []byte(tc.yaml))
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
 			var errs Errors
 			if !errors.As(err, &errs) {
 				t.Fatalf("error %v, want Errors", err)

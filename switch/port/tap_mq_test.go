@@ -60,6 +60,7 @@ func TestTAPMultiQueue(t *testing.T) {
 			var got seen
 			got.byQueue = [2]map[uint16]bool{{}, {}}
 			done := make(chan struct{})
+			var doneOnce sync.Once // both readers may see the last flow
 			var wg sync.WaitGroup
 			for q := range qs {
 				wg.Add(1)
@@ -83,7 +84,7 @@ func TestTAPMultiQueue(t *testing.T) {
 						total := len(got.byQueue[0]) + len(got.byQueue[1])
 						got.mu.Unlock()
 						if total == flows {
-							close(done)
+							doneOnce.Do(func() { close(done) })
 							return
 						}
 					}

@@ -36,7 +36,11 @@ type Options struct {
 	// QueuePairs is how many receive/transmit queue pairs the port offers
 	// (GET_QUEUE_NUM); each transmit queue gets its own worker. 0 means 1.
 	QueuePairs int
-	Logger     *slog.Logger
+	// NoOffload offers the guest no checksum or TSO offloads (the switch's
+	// `offload: false`): its frames then need no virtio-net header help from
+	// the ports they leave by.
+	NoOffload bool
+	Logger    *slog.Logger
 }
 
 // MaxQueuePairs bounds Options.QueuePairs (ring indices are 8 bits wide).
@@ -78,6 +82,7 @@ type Port struct {
 	mu       sync.Mutex
 	conn     *net.UnixConn
 	listener *net.UnixListener
+	offered  uint64 // the features GET_FEATURES answers
 	Counters Counters
 }
 
@@ -95,7 +100,10 @@ func Open(name string, opt Options) (*Port, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Port{name: name, opt: opt, log: opt.Logger, done: make(chan struct{})}
+	p := &Port{name: name, opt: opt, log: opt.Logger, done: make(chan struct{}), offered: OfferedFeatures}
+	if opt.NoOffload {
+		p.offered &^= offloadFeatures
+	}
 	for range 2 * qp {
 		v, err := newVring()
 		if err != nil {
@@ -582,4 +590,21 @@ func (q *Queue) WriteBatch(frames [][]byte) (int, error) {
 	}
 	v.mu.Unlock()
 	return sent, first
+}
+
+// Status says whether a frontend is connected (up) or the port waits for
+// one, and how many connections it served and lost.
+func (p *Port) Status() port.Status {
+	c := p.Counters.Connects.Load()
+	if p.closed.Load() {
+		return port.Status{State: port.StateClosed, Attaches: c, Losses: c}
+	}
+	if p.Connected() {
+		return port.Status{State: port.StateUp, Attaches: c, Losses: c - 1}
+	}
+	why := "waiting for QEMU to connect to " + p.opt.Socket
+	if p.opt.Mode == Client {
+		why = "connecting to QEMU's socket " + p.opt.Socket
+	}
+	return port.Status{State: port.StateWaiting, Reason: why, Attaches: c, Losses: c}
 }

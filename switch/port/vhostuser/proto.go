@@ -85,7 +85,11 @@ const (
 	featIndirectDesc = 1 << 28
 )
 
-// OfferedFeatures is what GET_FEATURES answers.
+// offloadFeatures are the offloads, left out of the offer with Options.NoOffload.
+const offloadFeatures = FeatCsum | FeatGuestCsum | FeatGuestTSO4 | FeatGuestTSO6 | FeatHostTSO4 | FeatHostTSO6
+
+// OfferedFeatures is what GET_FEATURES answers (less offloadFeatures with
+// Options.NoOffload).
 const OfferedFeatures = FeatCsum | FeatGuestCsum | FeatGuestTSO4 | FeatGuestTSO6 | FeatHostTSO4 |
 	FeatHostTSO6 | FeatMrgRxbuf | FeatEventIdx | FeatProtocolFeatures | FeatVersion1
 
