@@ -62,7 +62,7 @@ type portRuntime struct {
 	id     int32
 	device string
 	kind   port.Kind
-	mode   string // a vhost-user port's socket role
+	mode   string    // a vhost-user port's socket role
 	port   port.Port // nil in pipeline-only use (replay, tests)
 	// queues are port's queues (port.Queues): one worker reads each, and a
 	// worker forwarding a frame here writes it to the queue of its own
