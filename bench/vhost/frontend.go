@@ -255,17 +255,22 @@ func superTest(a, b endpoint, na, nb node, d time.Duration) (result, error) {
 	var r result
 	// Handshake.
 	isnA, isnB := uint32(1000), uint32(5000)
-	var synAcked, synSeen bool
+	var synAcked bool
 	deadline := time.Now().Add(3 * time.Second)
-	a.send(tcpFrame(buf, na, nb, sport, dport, isnA, 0, tcpSYN, 0))
-	a.flush()
+	var lastSYN time.Time
 	for !synAcked {
 		if time.Now().After(deadline) {
 			return r, errors.New("TCP handshake did not complete within 3s")
 		}
+		// Retransmitted as TCP would: a path that just came up (a bridge
+		// port whose TAP was just attached) may lose the first.
+		if time.Since(lastSYN) > 100*time.Millisecond {
+			a.send(tcpFrame(buf, na, nb, sport, dport, isnA, 0, tcpSYN, 0))
+			a.flush()
+			lastSYN = time.Now()
+		}
 		b.poll(func(f []byte) {
-			if fl, _, _, _, ok := tcpInfo(f); ok && fl&tcpSYN != 0 && !synSeen {
-				synSeen = true
+			if fl, _, _, _, ok := tcpInfo(f); ok && fl&tcpSYN != 0 {
 				b.send(tcpFrame(ackBuf, nb, na, dport, sport, isnB, isnA+1, tcpSYN|tcpACK, 0))
 				b.flush()
 			}

@@ -124,10 +124,12 @@ instances:
 	return b.String()
 }
 
-const nftRules = `table bridge vh-bench {
+// nftRules is the security group of the sgswitch configuration for the
+// kernel path: br_netfilter hands bridged IPv4 to the inet forward hook and
+// its conntrack.
+const nftRules = `table inet vh-bench {
 	chain forward {
 		type filter hook forward priority filter; policy drop;
-		ether type arp accept
 		ct state established,related counter accept
 		ct state invalid counter drop
 		ip saddr 10.77.0.0/24 ip daddr 10.77.0.0/24 meta l4proto { tcp, udp } ct state new counter accept
@@ -173,6 +175,9 @@ func run(bin string, rounds int, dur time.Duration, jsonOut string) error {
 		if err := sh(s...); err != nil {
 			return err
 		}
+	}
+	if err := sh(inNS("sh", "-c", "echo 1 > /proc/sys/net/bridge/bridge-nf-call-iptables")...); err != nil {
+		return fmt.Errorf("br_netfilter (bridged IPv4 through nftables' inet hooks) is not available: %w", err)
 	}
 	nft := filepath.Join(dir, "bridge.nft")
 	os.WriteFile(nft, []byte(nftRules), 0o644)
