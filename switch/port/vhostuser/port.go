@@ -104,8 +104,8 @@ func Open(name string, opt Options) (*Port, error) {
 	if opt.NoOffload {
 		p.offered &^= offloadFeatures
 	}
-	for range 2 * qp {
-		v, err := newVring()
+	for i := range 2 * qp {
+		v, err := newVring(i%2 == 0)
 		if err != nil {
 			p.closeRings()
 			return nil, err

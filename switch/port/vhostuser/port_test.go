@@ -499,3 +499,18 @@ func TestBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiveRingNeverKicked: nothing waits for a guest's receive buffers,
+// so the switch asks never to be kicked for them (a kick is a VM exit).
+func TestReceiveRingNeverKicked(t *testing.T) {
+	for _, features := range []uint64{vhosttest.DefaultFeatures, vhosttest.DefaultFeatures &^ vhostuser.FeatEventIdx} {
+		_, g := pair(t, vhosttest.Config{Pairs: 1, Features: features, RingSize: 64, BufSize: 2048})
+		for range 3 {
+			g.RX(0).PostReceive()
+			g.RX(0).Publish()
+		}
+		if k := g.RX(0).Kicks; k != 0 {
+			t.Fatalf("features %#x: the guest kicked its receive ring %d times", features, k)
+		}
+	}
+}

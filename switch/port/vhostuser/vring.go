@@ -67,6 +67,7 @@ type vring struct {
 	broken   brokenReason
 	gen      uint64 // bumped on every configuration change
 	wake     int    // eventfd that wakes the parked worker on a change
+	isRx     bool   // a receive queue (the switch writes into it)
 	features uint64
 
 	// Running state, derived when the ring starts.
@@ -92,12 +93,12 @@ type vring struct {
 	one        [8]byte  // eventfd increment
 }
 
-func newVring() (*vring, error) {
+func newVring(rx bool) (*vring, error) {
 	w, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, err
 	}
-	v := &vring{kick: -1, call: -1, errFd: -1, wake: w}
+	v := &vring{kick: -1, call: -1, errFd: -1, wake: w, isRx: rx}
 	binary.LittleEndian.PutUint64(v.one[:], 1)
 	return v, nil
 }
@@ -193,6 +194,12 @@ func (v *vring) refreshWith(protocolFeatures bool) string {
 	v.signalled = v.usedIdx
 	v.pending = 0
 	v.usedFlags = 0
+	if v.isRx {
+		// Nothing waits for the guest to add receive buffers (a frame with
+		// none is dropped): it need never kick this ring. With EVENT_IDX the
+		// event index is simply never moved.
+		v.usedFlags = usedFNoNotify
+	}
 	v.running = true
 	v.publishUsed()
 	return ""
