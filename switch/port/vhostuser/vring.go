@@ -197,8 +197,12 @@ func (v *vring) refreshWith(protocolFeatures bool) string {
 	if v.isRx {
 		// Nothing waits for the guest to add receive buffers (a frame with
 		// none is dropped): it need never kick this ring. With EVENT_IDX the
-		// event index is simply never moved.
+		// event index is put just behind the ring and never moved (the guest
+		// then kicks once per 65,536 buffers).
 		v.usedFlags = usedFNoNotify
+		if ev {
+			binary.LittleEndian.PutUint16(v.used[4+8*int(v.num):], v.lastAvail-1)
+		}
 	}
 	v.running = true
 	v.publishUsed()
