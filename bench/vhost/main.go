@@ -15,8 +15,8 @@
 //     stateful filters track it) carrying 64 KiB TSO super-frames with
 //     partial checksums, acknowledged by B (Gbit/s of TCP payload).
 //
-// sgswitch runs on one core (taskset, GOMAXPROCS=1); the frontend on
-// another; both at nice -10. CPU per frame is sgswitch's CPU time over the frames B received;
+// sgswitch runs Go code on one core at a time (GOMAXPROCS=1; VH_PIN=on also
+// pins it to core 0 and the frontend to core 1); both at nice -10. CPU per frame is sgswitch's CPU time over the frames B received;
 // the kernel's forwarding runs in the frontend's system calls and shows in
 // its CPU instead. Everything lives in the network namespace vh-bench.
 package main
@@ -37,6 +37,20 @@ import (
 	"syscall"
 	"time"
 )
+
+// The cores of the switch and of the frontend: both may use either core
+// unless VH_PIN=on pins the switch to core 0 and the frontend to core 1. On
+// a machine shared with other work a pinned process spends most of its time
+// waiting on its core's run queue (measured: the frontend ran 0.3 s of a 3 s
+// test), so the default lets the scheduler place them; the switch is held
+// to one core's worth of CPU by GOMAXPROCS=1 either way.
+var switchCPU, frontendCPU = "0,1", "0,1"
+
+func init() {
+	if os.Getenv("VH_PIN") == "on" {
+		switchCPU, frontendCPU = "0", "1"
+	}
+}
 
 const (
 	netns  = "vh-bench"
@@ -192,7 +206,7 @@ func run(bin string, rounds int, dur time.Duration, jsonOut string) error {
 	// Both the switch and the frontend run at nice -10: on a machine shared
 	// with other work a pinned process otherwise waits on its core's run
 	// queue most of the time, and the figures measure the neighbours.
-	sw := exec.Command("ip", inNS("nice", "-n", "-10", "taskset", "-c", "0", bin, "run", "-c", cfg)[1:]...)
+	sw := exec.Command("ip", inNS("nice", "-n", "-10", "taskset", "-c", switchCPU, bin, "run", "-c", cfg)[1:]...)
 	sw.Env = append(os.Environ(), "GOMAXPROCS=1")
 	var swLog bytes.Buffer
 	sw.Stdout, sw.Stderr = &swLog, &swLog
@@ -263,8 +277,9 @@ func run(bin string, rounds int, dur time.Duration, jsonOut string) error {
 		sort.Float64s(v)
 		return v[len(v)/2]
 	}
-	fmt.Printf("\nVM to VM, %d round(s) of %v per test, median. sgswitch on one core (GOMAXPROCS=1, taskset -c 0); the guests' frontend on core 1; both nice -10.\n\n", rounds, dur)
-	fmt.Printf("%-32s %14s %14s %16s %16s\n", "path", "64 B: Mfps", "ns CPU/frame", "64 KiB: Gbit/s", "ns CPU/frame")
+	fmt.Printf("\nVM to VM, %d round(s) of %v per test, median. sgswitch with GOMAXPROCS=1 (cores %s), the guests' frontend on cores %s, both nice -10.\n", rounds, dur, switchCPU, frontendCPU)
+	fmt.Printf("Mfps/core: frames per second of sgswitch CPU (1e3 / ns CPU per frame), what one fully used switch core carries.\n\n")
+	fmt.Printf("%-32s %11s %13s %10s %15s %13s\n", "path", "64 B: Mfps", "ns CPU/frame", "Mfps/core", "64 KiB: Gbit/s", "ns CPU/frame")
 	report := map[string]map[string]float64{}
 	for _, p := range paths {
 		r, s := results[p.key+"/rate"], results[p.key+"/super"]
@@ -275,11 +290,15 @@ func run(bin string, rounds int, dur time.Duration, jsonOut string) error {
 		report[p.key] = row
 		cpu := func(v float64) string {
 			if !p.switched {
-				return "(in guests' syscalls)"
+				return "(guests')"
 			}
 			return strconv.FormatFloat(v, 'f', 0, 64)
 		}
-		fmt.Printf("%-32s %14.3f %14s %16.2f %16s\n", p.label, row["mfps"], cpu(row["rate_cpu_ns"]), row["gbps"], cpu(row["super_cpu_ns"]))
+		perCore := "-"
+		if p.switched && row["rate_cpu_ns"] > 0 {
+			perCore = strconv.FormatFloat(1e3/row["rate_cpu_ns"], 'f', 2, 64)
+		}
+		fmt.Printf("%-32s %11.3f %13s %10s %15.2f %13s\n", p.label, row["mfps"], cpu(row["rate_cpu_ns"]), perCore, row["gbps"], cpu(row["super_cpu_ns"]))
 	}
 	if t := report["tap"]["gbps"]; t > 0 {
 		fmt.Printf("\nvhost-user / TAP: %.2f× the Gbit/s, %.2f× the frames/s\n", report["vhost"]["gbps"]/t, report["vhost"]["mfps"]/report["tap"]["mfps"])
@@ -300,7 +319,7 @@ func run(bin string, rounds int, dur time.Duration, jsonOut string) error {
 func frontendRun(self string, p path, test string, d time.Duration) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
-	args := inNS("nice", "-n", "-10", "taskset", "-c", "1", self, "-frontend", "-kind", p.kind, "-a", p.a, "-b", p.b,
+	args := inNS("nice", "-n", "-10", "taskset", "-c", frontendCPU, self, "-frontend", "-kind", p.kind, "-a", p.a, "-b", p.b,
 		"-test", test, "-pair", strconv.Itoa(p.pair), "-duration", d.String())
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	var out, errb bytes.Buffer
