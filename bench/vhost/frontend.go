@@ -47,7 +47,7 @@ func openVhost(sock string) (*vhostEnd, error) {
 		g.Close()
 		return nil, derr
 	}
-	if err := g.Setup(vhosttest.Config{Pairs: 1, Features: vhosttest.DefaultFeatures, RingSize: 1024, BufSize: 2048}); err != nil {
+	if err := g.Setup(vhosttest.Config{Pairs: 1, Features: vhosttest.DefaultFeatures, RingSize: 1024, BufSize: 4096}); err != nil {
 		g.Close()
 		return nil, err
 	}
