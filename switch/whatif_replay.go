@@ -40,7 +40,8 @@ type flowID struct {
 }
 
 type comparedConn struct {
-	label string // the connection as its first frame went
+	id    flowID // as its first frame went (the zero key for a frame that is not IP)
+	label string // a frame that is not IP: what it is (IP connections are named when listed)
 	first int64  // frame number of its first frame
 	// opener is, per side, the result of the first frame that a rule (or
 	// default egress) let through: what decided the connection; opened says
@@ -138,12 +139,8 @@ func (c *Comparison) conn(n int64, data []byte) *comparedConn {
 	if i, ok := c.conns[rev]; ok {
 		return &c.list[i]
 	}
-	label := id.key.String()
-	if id.icmp != 0 { // only echo has type 0 (a reply)
-		label = fmt.Sprintf("%s %s > %s type %d code %d", conntrack.ProtoName(f.Proto), f.SrcIP, f.DstIP, f.ICMPType, f.ICMPCode)
-	}
 	c.conns[id] = int32(len(c.list))
-	c.list = append(c.list, comparedConn{label: label, first: n})
+	c.list = append(c.list, comparedConn{id: id, first: n})
 	return &c.list[len(c.list)-1]
 }
 
@@ -173,7 +170,7 @@ func (c *Comparison) Differences() []FateDiff {
 		if cc.differ == 0 {
 			continue
 		}
-		d := FateDiff{Connection: cc.label, Frame: cc.first, DiffersAt: cc.differ, Change: "opened"}
+		d := FateDiff{Connection: cc.name(), Frame: cc.first, DiffersAt: cc.differ, Change: "opened"}
 		if cc.at[0].Verdict == filter.Forward {
 			d.Change = "cut"
 		}
@@ -182,6 +179,20 @@ func (c *Comparison) Differences() []FateDiff {
 		out = append(out, d)
 	}
 	return out
+}
+
+// name is the connection as its first frame went: "tcp 10.0.0.11:40000 >
+// 10.0.0.21:3306", "icmp 10.0.0.11 > 10.0.0.21 id 7", "icmp 10.0.0.1 >
+// 10.0.0.11 type 3 code 1", or the label of a frame that is not IP.
+func (cc *comparedConn) name() string {
+	k := cc.id.key
+	switch {
+	case cc.label != "":
+		return cc.label
+	case cc.id.icmp != 0: // only echo has type 0 (a reply)
+		return fmt.Sprintf("%s %s > %s type %d code %d", conntrack.ProtoName(k.Proto), k.SrcAddr(), k.DstAddr(), cc.id.icmp>>8, cc.id.icmp&0xff)
+	}
+	return k.String()
 }
 
 // fate names what decided r: the rule (or reason) that let the connection

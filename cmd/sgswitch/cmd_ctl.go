@@ -56,9 +56,9 @@ commands:
   instance groups NAME G1[,G2...]           replace the instance's groups
   conntrack list [--instance NAME] [--protocol PROTO] [--address IP] [--limit N]
   conntrack flush                           forget every tracked connection
-  reload FILE                               put the configuration FILE in force (and write it
-                                            over the switch's file); with --dry-run, see what it
-                                            would change and cut first
+  reload FILE                               put the configuration FILE in force (and write it,
+                                            canonical, over the switch's file); with --dry-run,
+                                            see what it would change and cut first
 `
 
 // ctlClient talks HTTP to the control socket.

@@ -44,7 +44,11 @@ type Netdev struct {
 	opt     NetdevOptions
 	queues  []*netdevQueue
 	watcher *LinkWatcher
-	wpool   sync.Pool // *sendBatch
+	// wfree holds idle sendmmsg states for writers (workers of other
+	// ports, several at once). A channel rather than a sync.Pool: it never
+	// drops what it holds, so a steady state allocates nothing (a sync.Pool
+	// drops items at random under the race detector, and at every GC).
+	wfree chan *sendBatch
 
 	cur     atomic.Pointer[attachment] // nil while not attached
 	ifindex atomic.Int32               // of cur, 0 when none
@@ -88,7 +92,7 @@ func OpenNetdev(name string, opt NetdevOptions) (*Netdev, error) {
 	}
 	nd := &Netdev{name: name, opt: opt, watcher: w, changed: make(chan struct{}),
 		status: Status{State: StateWaiting, Reason: "not looked up yet"}}
-	nd.wpool.New = func() any { return newSendBatch() }
+	nd.wfree = make(chan *sendBatch, writerStates)
 	for i := range max(opt.Queues, 1) {
 		nd.queues = append(nd.queues, &netdevQueue{nd: nd, i: i, rb: newRecvBatch()})
 	}
@@ -417,6 +421,10 @@ func (nd *Netdev) await() (*attachment, error) {
 	}
 }
 
+// writerStates is how many idle sendmmsg states a Netdev keeps: about the
+// most workers that write to one port at the same time.
+const writerStates = 16
+
 // errNotServed is what a write to a port without a device returns.
 var errNotServed = errors.New("the device is not there: the port waits for it")
 
@@ -437,9 +445,17 @@ func (q *netdevQueue) WriteBatch(frames [][]byte) (int, error) {
 		}
 		return 0, fmt.Errorf("netdev %s: write: %w", nd.name, errNotServed)
 	}
-	w := nd.wpool.Get().(*sendBatch)
+	var w *sendBatch
+	select {
+	case w = <-nd.wfree:
+	default:
+		w = newSendBatch()
+	}
 	n, err := w.write(a.socks[q.i%len(a.socks)], frames)
-	nd.wpool.Put(w)
+	select {
+	case nd.wfree <- w:
+	default: // more writers at once than states kept: let this one go
+	}
 	if err != nil {
 		if nd.closed.Load() {
 			err = net.ErrClosed

@@ -60,7 +60,7 @@ func TestTAPMultiQueue(t *testing.T) {
 			var got seen
 			got.byQueue = [2]map[uint16]bool{{}, {}}
 			done := make(chan struct{})
-			var doneOnce sync.Once // both readers may see the last flow
+			var doneOnce sync.Once // both readers may see the last flow counted
 			var wg sync.WaitGroup
 			for q := range qs {
 				wg.Add(1)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -158,8 +157,8 @@ func TestControlDryRun(t *testing.T) {
 }
 
 // TestControlReload: PUT /v1/configuration puts a whole file in force and
-// writes it over the switch's file as sent; errors name the file, line and
-// field; If-Match applies.
+// writes it over the switch's file (canonical, as every API change); errors
+// name the file, line and field; If-Match applies.
 func TestControlReload(t *testing.T) {
 	e := newControlEnv(t, nil)
 	next := strings.Replace(testConfig, "start-port: 80, end-port: 80", "start-port: 8080, end-port: 8080", 1) + "# comment kept\n"
@@ -175,8 +174,8 @@ func TestControlReload(t *testing.T) {
 	if len(out.Changes) != 1 || !strings.Contains(out.Changes[0].String(), "start-port 80 → 8080") {
 		t.Errorf("changes %v", out.Changes)
 	}
-	if data, _ := os.ReadFile(e.file); string(data) != next {
-		t.Errorf("the file holds\n%s\nwant what was sent", data)
+	if running, file := e.snapshot(); !bytes.Equal(running, file) || !strings.Contains(string(file), "start-port: 8080") {
+		t.Errorf("the file holds\n%s\nwant the configuration in force\n%s", file, running)
 	}
 	if g, _ := e.sw.Config().Group("web"); g.Rules[0].StartPort != 8080 {
 		t.Errorf("not in force: %+v", g.Rules[0])

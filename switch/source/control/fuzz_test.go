@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -49,7 +50,10 @@ import (
 //     2xx that did not, the running configuration and the file are as
 //     before;
 //   - after every request exactly one port is open per instance, on its
-//     TAP, and one for the uplink: no port leaks, none is missing.
+//     TAP, and one for the uplink: no port leaks, none is missing;
+//   - a 2xx to a change with dry-run=true carries "dry-run" at the version
+//     in force, and changed nothing (the version, the running
+//     configuration, the file: as above).
 //
 // It found two bugs, both fixed: ServeMux answered unclean paths and "*"
 // itself (a redirect or a bare 400, without ETag or JSON), and a 405's Allow
@@ -124,7 +128,9 @@ func TestFuzzControlReset(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return outcome{rec.Code, rec.Header().Get("ETag"), rec.Body.String(), string(file)}
+		// A dry run's time is the clock's, not the switch's state.
+		body := elapsedField.ReplaceAllString(rec.Body.String(), `"elapsed-ms": 0`)
+		return outcome{rec.Code, rec.Header().Get("ETag"), body, string(file)}
 	}
 	for i, s := range controlFuzzSeeds() {
 		fresh := newControlFuzzEnv(t)
@@ -138,6 +144,8 @@ func TestFuzzControlReset(t *testing.T) {
 		}
 	}
 }
+
+var elapsedField = regexp.MustCompile(`"elapsed-ms": [0-9.e+-]+`)
 
 var fuzzMethods = [...]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch}
 
@@ -382,6 +390,14 @@ func (env *controlFuzzEnv) run(t *testing.T, method, target, ifMatch string, bod
 		t.Errorf("%s: ETag %q, the version is %d", what, tag, now)
 	}
 
+	if dry := req.URL.Query().Get("dry-run") == "true"; dry && code < 300 {
+		var d struct {
+			DryRun *DryRunView `json:"dry-run"`
+		}
+		if err := json.Unmarshal(out, &d); err != nil || d.DryRun == nil || d.DryRun.Version != version || now != version {
+			t.Errorf("%s: a dry run answered without its dry run at version %d, or changed the version to %d (%v)", what, version, now, err)
+		}
+	}
 	if code >= 400 || now == version {
 		if now != version {
 			t.Errorf("%s: version %d → %d", what, version, now)
@@ -605,5 +621,30 @@ func controlFuzzSeeds() []controlFuzzSeed {
 	add(del, "/v1/instances/lone", `"1"`, "")
 	add(get, "/v1/security-groups", `"7"`, "")
 	add(put, "/v1/instances/db1/security-groups", `"1"`, `["db"]`)
+
+	// Dry runs of every change, and their parameters.
+	for _, dr := range []string{"?dry-run=true", "?dry-run=true&limit=0", "?dry-run=true&limit=1", "?dry-run=false", "?dry-run=1", "?limit=2", "?dry-run=true&dry-run=false", "?dry-run=true&x=1"} {
+		add(del, "/v1/security-groups/db/rules/0"+dr, "", "")
+		add(post, "/v1/security-groups/web/rules"+dr, "", rule)
+		add(post, "/v1/security-groups"+dr, "", `{"name": "ops"}`)
+		add(del, "/v1/security-groups/spare"+dr, `"1"`, "")
+		add(put, "/v1/security-groups/web/external-sources"+dr, "", `[]`)
+		add(put, "/v1/instances/web1/security-groups"+dr, "", `["db"]`)
+		add(post, "/v1/instances"+dr, "", `{"name": "web2", "mac": "02:00:00:00:00:12", "ipv4": "10.0.0.12/24"}`)
+		add(del, "/v1/instances/lone"+dr, "", "")
+	}
+	add(post, "/v1/security-groups/web/rules?dry-run=true", "", `{"flow-direction": "sideways"}`)
+	add(post, "/v1/security-groups/web/rules?dry-run=true", `"2"`, rule)
+	// Whole files (PUT /v1/configuration), as they are, changed, broken.
+	for _, q := range []string{"", "?dry-run=true", "?file=new.yaml", "?file=new.yaml&dry-run=true", "?file=", "?dry-run=true&limit=0"} {
+		add(put, "/v1/configuration"+q, "", fuzzControlConfig)
+		add(put, "/v1/configuration"+q, "", strings.Replace(fuzzControlConfig, "  - {name: lone, mac: \"02:00:00:00:00:31\", ipv4: 10.0.0.31/24}\n", "", 1))
+		add(put, "/v1/configuration"+q, "", fuzzControlConfig+"  - {name: web2, mac: \"02:00:00:00:00:12\", ipv4: 10.0.0.12/24}\n")
+		add(put, "/v1/configuration"+q, "", "instances: 7\n")
+		add(put, "/v1/configuration"+q, "", "")
+	}
+	add(put, "/v1/configuration", `"1"`, strings.Replace(fuzzControlConfig, "start-port: 3306, end-port: 3306", "start-port: 3307, end-port: 3307", 1))
+	add(put, "/v1/configuration", `"2"`, fuzzControlConfig)
+	add(get, "/v1/configuration", "", "")
 	return seeds
 }

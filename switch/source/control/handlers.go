@@ -658,8 +658,8 @@ const maxConfigBody = 64 << 20
 
 // putConfiguration puts a whole configuration file in force, as a reload of
 // the switch's own file would (`sgswitch ctl reload FILE`), and writes it
-// over the switch's file as sent (comments kept). ?file=NAME names it in
-// error messages.
+// over the switch's file, canonical (config.Marshal) as every change through
+// the API. ?file=NAME names it in error messages.
 func (c *controlServer) putConfiguration(r *http.Request) (int, any, uint64, *apiError) {
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
 	if err != nil {
@@ -674,12 +674,23 @@ func (c *controlServer) putConfiguration(r *http.Request) (int, any, uint64, *ap
 	}
 	var changes []config.Change
 	out, aerr := c.changeTo(r, "reload "+name, []string{"file"}, func(cur *config.Config) (*config.Config, []byte, []string, *apiError) {
-		next, err := config.Parse(name, data)
+		checked, err := config.Parse(name, data)
 		if err != nil {
 			return nil, nil, nil, configRefusal(err)
 		}
+		// Written back canonical, as every change through the API: the
+		// configuration in force is read back from the very bytes the file
+		// will hold, so that its line numbers are the file's.
+		file, err := config.Marshal(checked)
+		if err != nil {
+			return nil, nil, nil, refuse(http.StatusInternalServerError, "internal error: writing the configuration: %v", err)
+		}
+		next, err := config.Parse("", file)
+		if err != nil {
+			return nil, nil, nil, refuse(http.StatusInternalServerError, "internal error: the configuration does not read back: %v", err)
+		}
 		changes = config.Changes(cur, next)
-		return next, data, next.Warnings, nil
+		return next, file, checked.Warnings, nil
 	})
 	if aerr != nil {
 		return 0, nil, 0, aerr
