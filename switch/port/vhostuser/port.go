@@ -333,10 +333,9 @@ const (
 	maxPoll = 50 * time.Microsecond
 )
 
-func (q *Queue) Name() string        { return q.p.name }
-func (q *Queue) VnetHdrLen() int     { return port.VnetHdrSize }
-func (q *Queue) Close() error        { return q.p.Close() }
-func (q *Queue) Counters() *Counters { return &q.p.Counters }
+func (q *Queue) Name() string    { return q.p.name }
+func (q *Queue) VnetHdrLen() int { return port.VnetHdrSize }
+func (q *Queue) Close() error    { return q.p.Close() }
 
 // BatchSize is the most frames one ReadBatch returns.
 const BatchSize = 32

@@ -151,6 +151,10 @@ func TestTransmitAndReceive(t *testing.T) {
 			if _, err := p.Write(out); err != nil {
 				t.Fatal(err)
 			}
+			// The guest asked for interrupts: it gets one.
+			if !g.RX(0).WaitCall(5 * time.Second) {
+				t.Fatal("no interrupt for the received frame")
+			}
 			got := receive(t, g, 0)
 			if len(got) != hl+tc.size || !bytes.Equal(got[hl:], out[port.VnetHdrSize:]) {
 				t.Fatalf("guest received %d bytes, want %d", len(got), hl+tc.size)
