@@ -71,6 +71,7 @@ type worker struct {
 	sc    Scratch
 	outs  []*portRuntime // ports with frames waiting, in the order first seen
 	pend  [][][]byte     // pend[i]: the frames waiting for outs[i]
+	pace  pacer          // flood pacing of the port this worker reads (pace.go)
 }
 
 func newWorker(batch int) *worker {
@@ -92,6 +93,7 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 	src := pr.queues[q]
 	w := newWorker(src.BatchSize())
 	for {
+		t0 := time.Now()
 		n, err := src.ReadBatch(w.views, w.sizes)
 		if err != nil {
 			if pr.removed.Load() {
@@ -105,8 +107,11 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 			s.log.Error("port failed; it is not served until it is re-added", "port", pr.device, "err", err)
 			return nil
 		}
+		took := time.Since(t0)
 		pr.counters.RxCalls.Add(1)
 		s.serveBatch(pr, q, w, n)
+		w.pace.judge(s.clock.Now())
+		w.pace.afterRead(took)
 	}
 }
 
@@ -125,6 +130,7 @@ func (s *Switch) serveBatch(pr *portRuntime, q int, w *worker, n int) {
 			// The answer lives in the scratch until the next frame: now.
 			s.reply(pr, q, &w.sc)
 		}
+		w.pace.count(r, &w.sc.frame)
 	}
 	for i, out := range w.outs {
 		s.writeBatch(out, q, w.pend[i])

@@ -28,7 +28,9 @@ type CutConn struct {
 	From, To string
 	// Allowed says what allows the connection now: the rule that matched
 	// (group/direction/index) or, without a rule, the reason
-	// (default-egress: an instance without egress rules, to the uplink).
+	// (default-egress: an instance without egress rules, to the uplink;
+	// established: persist-established keeps it though the policy in force
+	// would not allow it).
 	Allowed string
 	// Reason is why the candidate refuses it: ingress-policy,
 	// egress-policy or smtp by its policy; unknown-destination when an end's
@@ -80,13 +82,20 @@ func (s *Switch) DryRun(cfg *config.Config, limit int) (*DryRun, error) {
 			ci := &batch[i]
 			dr.Checked++
 			now := s.recheckKey(cur, &ci.Meta, &ci.Key, &pkt)
-			if now.Verdict != filter.Forward {
-				continue // cut already (or at its next packet) by the policy in force
-			}
 			from, to := ends(cur, &ci.Meta, ci.Key.SrcAddr())
 			kept := false
 			then := drop(endGone(next, from, to, &ci.Key))
-			if then.Reason == filter.ReasonNone {
+			switch {
+			case now.Verdict != filter.Forward && !(persist && ci.Meta.Allowed):
+				continue // cut already (or at its next packet) by the policy in force
+			case now.Verdict != filter.Forward:
+				// Kept by persist-established though the policy in force
+				// refuses it: only an end that goes cuts it.
+				if then.Reason == filter.ReasonNone {
+					continue
+				}
+				now.Reason = filter.ReasonEstablished
+			case then.Reason == filter.ReasonNone:
 				then = s.recheckKey(next, &ci.Meta, &ci.Key, &pkt)
 				kept = persist
 			}

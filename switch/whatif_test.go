@@ -240,3 +240,41 @@ func TestDryRunWhileForwarding(t *testing.T) {
 		}
 	}
 }
+
+// TestDryRunPersistKept: with persist-established, a connection the policy
+// in force no longer allows lives on; a change that removes its instance
+// cuts it all the same, and the dry run says so; a change that leaves its
+// ends cuts nothing.
+func TestDryRunPersistKept(t *testing.T) {
+	persist := strings.Replace(testConfig, "switch:\n", "switch:\n  persist-established: true\n", 1)
+	parse := func(text string) *config.Config {
+		t.Helper()
+		cfg, err := config.Parse("test.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	s := newTestSwitch(t, nil)
+	if err := s.Apply(parse(persist)); err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, s, whatifConns[1].open) // web1 → db1:3306
+	without := strings.Replace(persist, "      - {flow-direction: ingress, protocol: tcp, start-port: 3306, end-port: 3306, security-group: web}\n", "", 1)
+	if err := s.Apply(parse(without)); err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, s, []step{whatifConns[1].probe}) // kept
+	dr, err := s.DryRun(parse(without+"  - {name: web2, mac: \"02:00:00:00:00:12\", ipv4: 10.0.0.12/24, security-groups: [web]}\n"), 0)
+	if err != nil || dr.CutTotal != 0 {
+		t.Fatalf("a change that leaves the ends: %+v, %v", dr, err)
+	}
+	gone := strings.Replace(without, `  - {name: db1, mac: "02:00:00:00:00:21", ipv4: 10.0.0.21/24, security-groups: [db]}`+"\n", "", 1)
+	dr, err = s.DryRun(parse(gone), 0)
+	if err != nil || dr.CutTotal != 1 {
+		t.Fatalf("instance removed: %+v, %v", dr, err)
+	}
+	if c := dr.Cut[0]; c.Conn.Key.String() != whatifConns[1].key || c.Allowed != "established" || c.Reason != filter.ReasonUnknownDestination || c.Kept {
+		t.Errorf("instance removed: %+v", c)
+	}
+}

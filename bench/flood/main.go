@@ -65,6 +65,7 @@ type setup struct {
 	ns         func(inst) string // namespace of an endpoint
 	ifname     func(inst) string // its interface there
 	ctl        func(args ...string) (string, error)
+	pid        int // the sgswitch process (0 for the kernel)
 }
 
 func sgConfig(control string, ctMax int) string {
@@ -272,7 +273,8 @@ func bench(ctx context.Context, o opts) (err error) {
 type result struct {
 	unloaded, flooded []float64 // Gbit/s
 	floodRate         []float64 // frames/s the attacker's interface sent
-	cpu               []float64 // sgswitch's CPU (cores) during the flooded test; kernel: unused
+	cpuUnloaded       []float64 // sgswitch's CPU (cores) during the tests; kernel: unused
+	cpuFlooded        []float64
 	drops             map[string]uint64
 }
 
@@ -303,14 +305,18 @@ func measure(ctx context.Context, o opts, s *setup, flooded bool, r *result) err
 		time.Sleep(time.Second) // the floods reach their rate before the transfer starts
 	}
 	t0 := time.Now()
+	c0 := procCPU(s.pid)
 	gbps, err := iperf(ctx, s, o.dur)
 	if err != nil {
 		return err
 	}
+	cores := (procCPU(s.pid) - c0) / time.Since(t0).Seconds()
 	if !flooded {
 		r.unloaded = append(r.unloaded, gbps)
+		r.cpuUnloaded = append(r.cpuUnloaded, cores)
 		return nil
 	}
+	r.cpuFlooded = append(r.cpuFlooded, cores)
 	for _, p := range floods {
 		if !p.Running() {
 			return fmt.Errorf("%s stopped: %s", p.Desc(), p.ErrText())
@@ -328,6 +334,24 @@ func measure(ctx context.Context, o opts, s *setup, flooded bool, r *result) err
 		}
 	}
 	return nil
+}
+
+// procCPU is the CPU seconds process pid has used (0 for pid 0).
+func procCPU(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100 // USER_HZ
 }
 
 // ifCounter reads a statistics counter of an endpoint's interface inside
@@ -372,7 +396,7 @@ func upSgswitch(ctx context.Context, cl *benchproc.Cleanups, bin, tmp string, o 
 	}
 	benchproc.Logf("%s", line)
 	return &setup{
-		key: "sgswitch", label: "sgswitch",
+		key: "sgswitch", label: "sgswitch", pid: sw.Pid(),
 		ns:     func(in inst) string { return "fl-" + in.name },
 		ifname: func(in inst) string { return "fl-" + in.name },
 		ctl: func(args ...string) (string, error) {
@@ -559,6 +583,9 @@ func printTable(o opts, sg, kb *setup, res map[string]*result, statsText string)
 	}
 	fmt.Printf("\nsgswitch kept %.2f of its unloaded throughput, the kernel %.2f: %.2f of what the kernel keeps (goal ≥ 0.9: %s);\n", kept["sgswitch"], kept["kernel"], ratio, verdict)
 	fmt.Printf("under the flood sgswitch moved %.2f× the kernel's throughput.\n", abs)
+	sr := res["sgswitch"]
+	fmt.Printf("sgswitch's own CPU during the transfer: %.2f cores unloaded, %.2f flooded (medians; rounds %s / %s)\n",
+		median(sr.cpuUnloaded), median(sr.cpuFlooded), fmtList(sr.cpuUnloaded, 2), fmtList(sr.cpuFlooded, 2))
 	if d := res["sgswitch"].drops; len(d) > 0 {
 		var keys []string
 		for k := range d {

@@ -192,7 +192,7 @@ func TestE2EDryRun(t *testing.T) {
 	// works says which connections still carry data.
 	works := func() (alive, dead []string) {
 		for _, c := range conns {
-			if err := c.echo("ping", 1500*time.Millisecond); err != nil {
+			if err := c.echo("ping", 3*time.Second); err != nil {
 				dead = append(dead, c.key)
 			} else {
 				alive = append(alive, c.key)
