@@ -109,7 +109,7 @@ func run(hosts, instances, groups, writes, clients int) error {
 	if err != nil {
 		return err
 	}
-	sw, err := vswitch.New(local, vswitch.Options{OpenPort: func(d string) (port.Port, error) { return port.NewMem(d, 0), nil }})
+	sw, err := vswitch.New(local, vswitch.Options{OpenPort: func(s port.Spec) (port.Port, error) { return port.NewMem(s.Device, 0), nil }})
 	if err != nil {
 		return err
 	}

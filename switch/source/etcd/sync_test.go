@@ -80,7 +80,7 @@ func newSyncEnv(t *testing.T, store Store, state string) *syncEnv {
 func newHostEnv(t *testing.T, store Store, state, text string) *syncEnv {
 	t.Helper()
 	local := mustParse(t, text)
-	sw, err := vswitch.New(local, vswitch.Options{OpenPort: func(device string) (port.Port, error) { return port.NewMem(device, 0), nil }})
+	sw, err := vswitch.New(local, vswitch.Options{OpenPort: func(s port.Spec) (port.Port, error) { return port.NewMem(s.Device, 0), nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
