@@ -82,6 +82,7 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 			return nil
 		}
 		took := time.Since(t0)
+		s.clock.Touch()
 		r := s.Process(int(pr.id), buf[headroom:headroom+n], &sc)
 		switch {
 		case r.Verdict == filter.Forward:
