@@ -7,8 +7,8 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// decodeInstance decodes one instance and fills in its defaults (TAP named
-// after the instance, membership of `default`). Uniqueness across instances
+// decodeInstance decodes one instance and fills in its defaults (without
+// netdev, a TAP named after the instance; membership of `default`). Uniqueness across instances
 // is checked once all are known (crossCheck).
 func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 	in := Instance{Line: n.Line}
@@ -35,7 +35,17 @@ func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 			}
 		}
 	}
-	if v := m.val("tap"); v != nil {
+	if v, t := m.val("netdev"), m.val("tap"); v != nil && t != nil {
+		p.errorf(v.Line, m.field("netdev"), "an instance has one port; give either tap (a TAP the switch opens) or netdev (an existing device someone else made, such as the TAP of a QEMU VM), not both")
+	} else if v != nil {
+		if s, ok := p.str(v, m.field("netdev")); ok {
+			if err := checkIfName(s); err != nil {
+				p.errorf(v.Line, m.field("netdev"), "%v", err)
+			} else {
+				in.Netdev = s
+			}
+		}
+	} else if v := m.val("tap"); v != nil {
 		if s, ok := p.str(v, m.field("tap")); ok {
 			if err := checkIfName(s); err != nil {
 				p.errorf(v.Line, m.field("tap"), "%v", err)

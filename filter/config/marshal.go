@@ -171,7 +171,9 @@ func marshalInstance(in *Instance) *yaml.Node {
 	if in.Host != "" {
 		put(m, "host", strNode(in.Host))
 	}
-	if in.TAP != in.Name {
+	if in.Netdev != "" {
+		put(m, "netdev", strNode(in.Netdev))
+	} else if in.TAP != in.Name {
 		put(m, "tap", strNode(in.TAP))
 	}
 	mac := strNode(in.MAC.String())
