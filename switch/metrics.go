@@ -14,6 +14,7 @@ import (
 
 	"github.com/sgswitch/sgswitch/conntrack"
 	"github.com/sgswitch/sgswitch/filter"
+	"github.com/sgswitch/sgswitch/switch/port"
 )
 
 // Metrics exports the switch's counters to Prometheus. It is a
@@ -44,12 +45,18 @@ func newDesc(name, help string, labels ...string) *prometheus.Desc {
 
 // The metrics. Counters end in _total; everything else is a gauge.
 var (
-	descRxFrames = newDesc("port_rx_frames_total", "Frames received from the port (read from its device).", portLabels...)
-	descRxBytes  = newDesc("port_rx_bytes_total", "Bytes received from the port, virtio-net header included.", portLabels...)
-	descTxFrames = newDesc("port_tx_frames_total", "Frames transmitted to the port (written to its device).", portLabels...)
-	descTxBytes  = newDesc("port_tx_bytes_total", "Bytes transmitted to the port.", portLabels...)
-	descTxErrors = newDesc("port_tx_errors_total", "Frames the port's device refused (device gone, queue full, offload mismatch).", portLabels...)
-	descFrames   = newDesc("port_frames_total",
+	descRxFrames  = newDesc("port_rx_frames_total", "Frames received from the port (read from its device).", portLabels...)
+	descRxBytes   = newDesc("port_rx_bytes_total", "Bytes received from the port, virtio-net header included.", portLabels...)
+	descTxFrames  = newDesc("port_tx_frames_total", "Frames transmitted to the port (written to its device).", portLabels...)
+	descTxBytes   = newDesc("port_tx_bytes_total", "Bytes transmitted to the port.", portLabels...)
+	descTxErrors  = newDesc("port_tx_errors_total", "Frames the port's device refused (device gone, queue full, offload mismatch).", portLabels...)
+	descRxCalls   = newDesc("port_rx_calls_total", "Reads from the port's device: port_rx_frames_total / this is the frames per read (a netdev port reads batches).", portLabels...)
+	descTxCalls   = newDesc("port_tx_calls_total", "Writes to the port's device: port_tx_frames_total / this is the frames per write.", portLabels...)
+	descPortUp    = newDesc("port_up", "1 while the port's device is served; 0 while a netdev port waits for its device or refuses it (port_state says which).", portLabels...)
+	descPortState = newDesc("port_state", "1 for the port's state: up, waiting (its device does not exist) or refused (the host uses the device).",
+		append(portLabels[:len(portLabels):len(portLabels)], "kind", "state")...)
+	descPortLosses = newDesc("port_device_losses_total", "Times a netdev port's device went away (deleted, replaced, taken by the host) while served.", portLabels...)
+	descFrames     = newDesc("port_frames_total",
 		"Frames received from the port by the verdict and reason of their fate (SPEC §5); every received frame counts once, so the sum over verdict and reason is port_rx_frames_total.",
 		append(portLabels[:len(portLabels):len(portLabels)], "verdict", "reason")...)
 
@@ -79,6 +86,7 @@ var (
 
 var allDescs = []*prometheus.Desc{
 	descRxFrames, descRxBytes, descTxFrames, descTxBytes, descTxErrors, descFrames,
+	descRxCalls, descTxCalls, descPortUp, descPortState, descPortLosses,
 	descCTEntries, descCTMax, descCTProto, descCTState,
 	descCTInserted, descCTEvicted, descCTRefused, descCTExpired, descCTInvalid,
 	descFragDatagrams, descFragOrphans, descFragOverlaps, descFragScattered, descFragEvicted,
@@ -131,6 +139,25 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(descTxFrames, c.TxFrames.Load(), pr.device, name)
 		counter(descTxBytes, c.TxBytes.Load(), pr.device, name)
 		counter(descTxErrors, c.TxErrors.Load(), pr.device, name)
+		counter(descRxCalls, c.RxCalls.Load(), pr.device, name)
+		counter(descTxCalls, c.TxCalls.Load(), pr.device, name)
+		status := port.Status{State: port.StateUp}
+		if pr.port != nil {
+			status = port.StatusOf(pr.port)
+		}
+		up := 0.0
+		if status.State == port.StateUp {
+			up = 1
+		}
+		gauge(descPortUp, up, pr.device, name)
+		for _, s := range []port.State{port.StateUp, port.StateWaiting, port.StateRefused} {
+			v := 0.0
+			if status.State == s {
+				v = 1
+			}
+			gauge(descPortState, v, pr.device, name, pr.kind.String(), s.String())
+		}
+		counter(descPortLosses, status.Losses, pr.device, name)
 	}
 
 	ct := s.ct.Stats()

@@ -64,7 +64,8 @@ func newTestSwitch(t testing.TB, ports map[string]port.Port) *Switch {
 	}
 	opt := Options{}
 	if ports != nil {
-		opt.OpenPort = func(device string) (port.Port, error) {
+		opt.OpenPort = func(spec port.Spec) (port.Port, error) {
+			device := spec.Device
 			if p := ports[device]; p != nil {
 				return p, nil
 			}

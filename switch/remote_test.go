@@ -39,7 +39,8 @@ func newClusterSwitch(t *testing.T, text string) (*Switch, map[string]*port.Mem)
 		t.Fatal(err)
 	}
 	opened := map[string]*port.Mem{}
-	s, err := New(cfg, Options{OpenPort: func(device string) (port.Port, error) {
+	s, err := New(cfg, Options{OpenPort: func(spec port.Spec) (port.Port, error) {
+		device := spec.Device
 		p := port.NewMem(device, 0)
 		opened[device] = p
 		return p, nil

@@ -60,15 +60,41 @@ func (s *Switch) Run(ctx context.Context) error {
 	return err
 }
 
-// serve is the worker of queue q of a port.
+// worker is the memory of one queue's worker, reused for every batch: the
+// read buffers (each with headroom in front), and the frames waiting to be
+// written, grouped by output port so that each port gets one WriteBatch per
+// batch read (one sendmmsg for a netdev).
+type worker struct {
+	bufs  [][]byte // headroom + port.BufSize each
+	views [][]byte // bufs[i][headroom:]: what ReadBatch fills
+	sizes []int
+	sc    Scratch
+	outs  []*portRuntime // ports with frames waiting, in the order first seen
+	pend  [][][]byte     // pend[i]: the frames waiting for outs[i]
+	pace  pacer          // flood pacing of the port this worker reads (pace.go)
+}
+
+func newWorker(batch int) *worker {
+	batch = max(batch, 1)
+	w := &worker{bufs: make([][]byte, batch), views: make([][]byte, batch), sizes: make([]int, batch),
+		outs: make([]*portRuntime, 0, batch), pend: make([][][]byte, batch)}
+	for i := range w.bufs {
+		w.bufs[i] = make([]byte, headroom+port.BufSize)
+		w.views[i] = w.bufs[i][headroom:]
+		w.pend[i] = make([][]byte, 0, batch)
+	}
+	return w
+}
+
+// serve is the worker of queue q of a port: it reads a batch of frames (as
+// many as the port hands over in one call), runs each through the pipeline,
+// and writes the forwarded ones, one batch per output port.
 func (s *Switch) serve(pr *portRuntime, q int) error {
-	buf := make([]byte, headroom+port.BufSize)
-	var sc Scratch
-	var pace pacer
 	src := pr.queues[q]
+	w := newWorker(src.BatchSize())
 	for {
 		t0 := time.Now()
-		n, err := src.Read(buf[headroom:])
+		n, err := src.ReadBatch(w.views, w.sizes)
 		if err != nil {
 			if pr.removed.Load() {
 				return nil // taken out of the configuration
@@ -82,25 +108,43 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 			return nil
 		}
 		took := time.Since(t0)
-		r := s.Process(int(pr.id), buf[headroom:headroom+n], &sc)
+		pr.counters.RxCalls.Add(1)
+		s.serveBatch(pr, q, w, n)
+		w.pace.judge(s.clock.Now())
+		w.pace.afterRead(took)
+	}
+}
+
+// serveBatch runs the n frames read into w through the pipeline and delivers
+// them.
+func (s *Switch) serveBatch(pr *portRuntime, q int, w *worker, n int) {
+	for i := range n {
+		buf := w.bufs[i]
+		r := s.Process(int(pr.id), buf[headroom:headroom+w.sizes[i]], &w.sc)
 		switch {
 		case r.Verdict == filter.Forward:
 			// What leaves is the frame as decoded: Ethernet padding after the
 			// IP datagram is trimmed (OVS CVE-2020-35498).
-			s.forward(pr, sc.st.ports[r.Out], q, buf, pr.vnetLen+len(sc.frame.Buf))
+			s.forward(pr, w.sc.st.ports[r.Out], w, buf, pr.vnetLen+len(w.sc.frame.Buf))
 		case r.Replied():
-			s.reply(pr, q, &sc)
+			// The answer lives in the scratch until the next frame: now.
+			s.reply(pr, q, &w.sc)
 		}
-		pace.count(r, &sc.frame)
-		pace.judge(s.clock.Now())
-		pace.afterRead(took)
+		w.pace.count(r, &w.sc.frame)
 	}
+	for i, out := range w.outs {
+		s.writeBatch(out, q, w.pend[i])
+		clear(w.pend[i]) // no references into the buffers kept
+		w.pend[i] = w.pend[i][:0]
+	}
+	clear(w.outs)
+	w.outs = w.outs[:0]
 }
 
-// forward writes the frame in buf[headroom:headroom+n], read from port in,
-// to port out through its queue q, adding or removing the virtio-net header
-// as the two ports need.
-func (s *Switch) forward(in, out *portRuntime, q int, buf []byte, n int) {
+// forward queues the frame in buf[headroom:headroom+n], read from port in,
+// for port out, adding or removing the virtio-net header as the two ports
+// need.
+func (s *Switch) forward(in, out *portRuntime, w *worker, buf []byte, n int) {
 	frame := buf[headroom : headroom+n]
 	inHL, outHL := in.vnetLen, out.vnetLen
 	switch {
@@ -122,7 +166,14 @@ func (s *Switch) forward(in, out *portRuntime, q int, buf []byte, n int) {
 		out.counters.TxErrors.Add(1)
 		return
 	}
-	s.write(out, q, frame)
+	for i, o := range w.outs {
+		if o == out {
+			w.pend[i] = append(w.pend[i], frame)
+			return
+		}
+	}
+	w.pend[len(w.outs)] = append(w.pend[len(w.outs)], frame)
+	w.outs = append(w.outs, out)
 }
 
 // reply sends a local responder's answer back out of port in, through its queue q.
@@ -142,10 +193,29 @@ func (s *Switch) reply(in *portRuntime, q int, sc *Scratch) {
 // queue q of the ingress port uses: the same number, modulo out's queues.
 func (s *Switch) write(out *portRuntime, q int, frame []byte) {
 	c := &out.counters
+	c.TxCalls.Add(1)
 	if _, err := out.queues[q%len(out.queues)].Write(frame); err != nil {
 		c.TxErrors.Add(1)
 		return
 	}
 	c.TxFrames.Add(1)
 	c.TxBytes.Add(uint64(len(frame)))
+}
+
+// writeBatch sends frames out of port out as write does, in one call.
+func (s *Switch) writeBatch(out *portRuntime, q int, frames [][]byte) {
+	c := &out.counters
+	c.TxCalls.Add(1)
+	sent, _ := out.queues[q%len(out.queues)].WriteBatch(frames)
+	var bytes uint64
+	for _, f := range frames[:sent] {
+		// When a frame in the middle was refused, which ones went is not
+		// known: the byte count then takes the first ones.
+		bytes += uint64(len(f))
+	}
+	c.TxFrames.Add(uint64(sent))
+	c.TxBytes.Add(bytes)
+	if sent < len(frames) {
+		c.TxErrors.Add(uint64(len(frames) - sent))
+	}
 }

@@ -43,7 +43,7 @@ type Switch struct {
 	clock *Clock
 	ct    *conntrack.Table
 	frags *conntrack.Fragments
-	open  func(device string) (port.Port, error)
+	open  func(port.Spec) (port.Port, error)
 
 	mu     sync.Mutex         // serialises changes (Apply)
 	spawn  func(*portRuntime) // starts a port's worker once Run is serving; nil before
@@ -61,6 +61,8 @@ type DropFunc func(port string, r Result, f *filter.Frame)
 type portRuntime struct {
 	id     int32
 	device string
+	kind   port.Kind
+	mode   string    // a vhost-user port's socket role
 	port   port.Port // nil in pipeline-only use (replay, tests)
 	// queues are port's queues (port.Queues): one worker reads each, and a
 	// worker forwarding a frame here writes it to the queue of its own
@@ -115,9 +117,9 @@ type Options struct {
 	// Clock is the switch's time; nil means a clock that Run keeps current.
 	// Replay and tests pass their own and set it.
 	Clock *Clock
-	// OpenPort opens the device of a port (a TAP by name); nil means no
-	// devices at all: the switch can Process frames but not Run.
-	OpenPort func(device string) (port.Port, error)
+	// OpenPort opens the device of a port (a TAP or a netdev, by name); nil
+	// means no devices at all: the switch can Process frames but not Run.
+	OpenPort func(port.Spec) (port.Port, error)
 	// OnDrop, when set, is told about every dropped frame (see DropFunc).
 	OnDrop DropFunc
 }
@@ -205,7 +207,7 @@ func (s *Switch) ApplyAt(cfg *config.Config, version uint64) error {
 // (the compiled policy's unchanged parts, the ports of unchanged instances).
 // It opens the devices of new ports with open (nil: it opens nothing, as a
 // dry run wants) and returns those ports; on error it closes them again.
-func (s *Switch) buildState(cfg *config.Config, prev *state, open func(device string) (port.Port, error)) (st *state, added []*portRuntime, err error) {
+func (s *Switch) buildState(cfg *config.Config, prev *state, open func(port.Spec) (port.Port, error)) (st *state, added []*portRuntime, err error) {
 	start := time.Now()
 	defer func() {
 		if st != nil {
@@ -258,14 +260,14 @@ func (s *Switch) buildState(cfg *config.Config, prev *state, open func(device st
 			added = nil
 		}
 	}()
-	place := func(key, device string, same bool) (int32, error) {
-		if pr := keep[key]; pr != nil && pr.device == device && same {
+	place := func(key string, spec port.Spec, same bool) (int32, error) {
+		if pr := keep[key]; pr != nil && pr.device == spec.Device && pr.kind == spec.Kind && pr.mode == spec.Mode && same {
 			st.ports[pr.id] = pr
 			return pr.id, nil
 		}
-		pr := &portRuntime{id: int32(len(st.ports)), device: device, limit: newTokenBucket(responderRate, responderBurst)}
+		pr := &portRuntime{id: int32(len(st.ports)), device: spec.Device, kind: spec.Kind, mode: spec.Mode, limit: newTokenBucket(responderRate, responderBurst)}
 		if open != nil {
-			p, err := open(device)
+			p, err := open(spec)
 			if err != nil {
 				return -1, err
 			}
@@ -287,7 +289,7 @@ func (s *Switch) buildState(cfg *config.Config, prev *state, open func(device st
 				same = prev.cfg.Instances[pi].MAC.String() == in.MAC.String()
 			}
 		}
-		id, err := place(in.Name, in.TAP, same)
+		id, err := place(in.Name, instanceSpec(&in), same)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -306,12 +308,31 @@ func (s *Switch) buildState(cfg *config.Config, prev *state, open func(device st
 		}
 	}
 	if cfg.Uplink != nil {
-		if st.uplink, err = place("", cfg.Uplink.Port, true); err != nil {
+		if st.uplink, err = place("", uplinkSpec(cfg.Uplink), true); err != nil {
 			return nil, nil, err
 		}
 	}
 	st.macs = newMACIndex(st.byMAC)
 	return st, added, nil
+}
+
+// instanceSpec is the port of an instance (SPEC §1a).
+func instanceSpec(in *config.Instance) port.Spec {
+	if vu := in.VhostUser; vu != nil {
+		return port.Spec{Kind: port.KindVhostUser, Device: vu.Socket, Mode: vu.Mode}
+	}
+	if in.Netdev != "" {
+		return port.Spec{Kind: port.KindNetdev, Device: in.Netdev}
+	}
+	return port.Spec{Kind: port.KindTAP, Device: in.TAP}
+}
+
+// uplinkSpec is the uplink's port.
+func uplinkSpec(u *config.Uplink) port.Spec {
+	if u.Netdev != "" {
+		return port.Spec{Kind: port.KindNetdev, Device: u.Netdev, Uplink: true}
+	}
+	return port.Spec{Kind: port.KindTAP, Device: u.Port, Uplink: true}
 }
 
 // addRemote records an instance of another host.
@@ -424,6 +445,11 @@ func (s *Switch) Stats() []PortStats {
 			continue
 		}
 		ps := pr.counters.snapshot(pr.device, st.inst[id].name)
+		ps.Kind, ps.State = pr.kind.String(), port.StateUp.String()
+		if pr.port != nil {
+			status := port.StatusOf(pr.port)
+			ps.State, ps.StateReason, ps.Losses = status.State.String(), status.Reason, status.Losses
+		}
 		if int32(id) == st.uplink {
 			ps.LearnedMACs = s.fdb.size()
 		}

@@ -200,7 +200,7 @@ func bench(ctx context.Context, f benchFlags, senders []int) (err error) {
 		settleTime: 500 * time.Millisecond, udpSenders: senders, self: self}
 	logf("setting up sgswitch (lab, %d queue(s) per TAP) and the kernel bridge; %d round(s), %s per throughput/packet-rate test, %s per TCP_RR test",
 		f.queues, o.rounds, o.testTime, o.rrTime)
-	sg, control, err := upSgswitch(ctx, cl, bin, tmp, f.queues)
+	sg, nd, control, err := upSgswitch(ctx, cl, bin, tmp, f.queues)
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func bench(ctx context.Context, f benchFlags, senders []int) (err error) {
 	if err != nil {
 		return err
 	}
-	setups := []*setup{sg, kb}
+	setups := []*setup{sg, nd, kb}
 	offl, err := ensureOffloads(ctx, self, setups)
 	if err != nil {
 		return err
@@ -223,14 +223,12 @@ func bench(ctx context.Context, f benchFlags, senders []int) (err error) {
 			return err
 		}
 	}
-	logf("policy check passed on both: tcp %s reachable, tcp %s dropped (SYN times out)", portRR, portBlocked)
+	logf("policy check passed on all three: tcp %s reachable, tcp %s dropped (SYN times out)", portRR, portBlocked)
 
 	samples := map[string][]sample{}
 	for r := 0; r < o.rounds; r++ {
-		order := setups
-		if r%2 == 1 {
-			order = []*setup{kb, sg}
-		}
+		// Each round starts with another setup.
+		order := append(slices.Clone(setups[r%len(setups):]), setups[:r%len(setups)]...)
 		for _, s := range order {
 			logf("round %d/%d: %s", r+1, o.rounds, s.label)
 			v, err := measure(ctx, o, s, r+1)
@@ -325,10 +323,14 @@ type Metric struct {
 	Name            string    `json:"name"`
 	Unit            string    `json:"unit"`
 	Better          string    `json:"better,omitempty"`
-	Sgswitch        *float64  `json:"sgswitch"`
+	Sgswitch        *float64  `json:"sgswitch"` // TAP ports
+	Netdev          *float64  `json:"netdev"`   // netdev ports of the same switch
 	Kernel          *float64  `json:"kernel"`
-	Ratio           *float64  `json:"ratio,omitempty"`
+	Ratio           *float64  `json:"ratio,omitempty"`            // TAP / kernel
+	RatioNetdev     *float64  `json:"ratio_netdev,omitempty"`     // netdev / kernel
+	RatioNetdevTAP  *float64  `json:"ratio_netdev_tap,omitempty"` // netdev / TAP
 	SamplesSgswitch []float64 `json:"samples_sgswitch"`
+	SamplesNetdev   []float64 `json:"samples_netdev"`
 	SamplesKernel   []float64 `json:"samples_kernel"`
 	prec            int
 }
@@ -367,22 +369,32 @@ func newReport(o options, family string, samples map[string][]sample) *Report {
 			return xs, &med
 		}
 		m.SamplesSgswitch, m.Sgswitch = collect("sgswitch")
+		m.SamplesNetdev, m.Netdev = collect("netdev")
 		m.SamplesKernel, m.Kernel = collect("kernel")
-		if m.Sgswitch != nil && m.Kernel != nil && *m.Sgswitch > 0 && *m.Kernel > 0 {
-			var r float64
-			switch d.better {
-			case "higher":
-				r = *m.Sgswitch / *m.Kernel
-			case "lower":
-				r = *m.Kernel / *m.Sgswitch
-			}
-			if d.better != "" {
-				m.Ratio = &r
-			}
-		}
+		m.Ratio = ratio(d.better, m.Sgswitch, m.Kernel)
+		m.RatioNetdev = ratio(d.better, m.Netdev, m.Kernel)
+		m.RatioNetdevTAP = ratio(d.better, m.Netdev, m.Sgswitch)
 		rep.Metrics = append(rep.Metrics, m)
 	}
 	return rep
+}
+
+// ratio is how much better x is than ref: x/ref for rates, ref/x for
+// latencies; nil for information rows or missing figures.
+func ratio(better string, x, ref *float64) *float64 {
+	if x == nil || ref == nil || *x <= 0 || *ref <= 0 {
+		return nil
+	}
+	var r float64
+	switch better {
+	case "higher":
+		r = *x / *ref
+	case "lower":
+		r = *ref / *x
+	default:
+		return nil
+	}
+	return &r
 }
 
 func loadAvg() string {
@@ -427,20 +439,26 @@ func (rep *Report) print(w io.Writer, statsText string) {
 	fmt.Fprintf(w, "machine: nproc %d, Linux %s, %s; %s; date %s\n", rep.Machine.NProc, rep.Machine.Kernel, rep.Machine.CPU, rep.Machine.Go, rep.Date)
 	fmt.Fprintf(w, "before the run: load average %s, CPU %.0f%% busy\n", rep.Machine.LoadAvg, rep.Machine.BackgroundBusy)
 	fmt.Fprintf(w, "kernel setup: %s\n\n", rep.KernelMode)
-	const row = "%-44s %-12s %10s %12s %8s\n"
-	fmt.Fprintf(w, row, "metric", "unit", "sgswitch", "kernel", "ratio")
-	fmt.Fprintf(w, row, strings.Repeat("-", 44), strings.Repeat("-", 12), strings.Repeat("-", 10), strings.Repeat("-", 12), strings.Repeat("-", 8))
+	const row = "%-44s %-12s %10s %10s %12s %8s %8s %8s\n"
+	fmt.Fprintf(w, row, "metric", "unit", "sg TAP", "sg netdev", "kernel", "TAP/k", "nd/k", "nd/TAP")
+	fmt.Fprintf(w, row, strings.Repeat("-", 44), strings.Repeat("-", 12), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 12),
+		strings.Repeat("-", 8), strings.Repeat("-", 8), strings.Repeat("-", 8))
+	x := func(r *float64) string {
+		if r == nil {
+			return ""
+		}
+		return fmt.Sprintf("%.2fx", *r)
+	}
 	for i, m := range rep.Metrics {
 		if i > 0 && m.Better == "" && rep.Metrics[i-1].Better != "" {
 			fmt.Fprintln(w, "information (no ratio):")
 		}
-		ratio := ""
-		if m.Ratio != nil {
-			ratio = fmt.Sprintf("%.2fx", *m.Ratio)
-		}
-		fmt.Fprintf(w, row, m.Name, m.Unit, m.cell(m.Sgswitch), m.cell(m.Kernel), ratio)
+		fmt.Fprintf(w, row, m.Name, m.Unit, m.cell(m.Sgswitch), m.cell(m.Netdev), m.cell(m.Kernel), x(m.Ratio), x(m.RatioNetdev), x(m.RatioNetdevTAP))
 	}
-	fmt.Fprintln(w, "\nratio: sgswitch/kernel for rates, kernel/sgswitch for latencies; >1 is better for sgswitch.")
+	fmt.Fprintln(w, "\nsg TAP: sgswitch with TAP ports; sg netdev: the same sgswitch process with netdev ports (veth pairs served")
+	fmt.Fprintln(w, "through AF_PACKET); kernel: Linux bridge + nftables. ratio: x/y for rates, y/x for latencies; >1 is better for x.")
+	fmt.Fprintln(w, "frames per call: frames the switch moved per read (rx, at a's port) or per write (tx, at b's port) during the")
+	fmt.Fprintln(w, "test: a TAP moves one frame per system call; a netdev port one recvmmsg/sendmmsg batch.")
 	fmt.Fprintln(w, "UDP: 18-byte payloads (64-byte frames) sent with sendmmsg by N threads in a; \"received at b\" counts")
 	fmt.Fprintln(w, "packets arriving on b's interface (/proc/net/dev), \"read\" those the receiver got with recvmmsg.")
 	fmt.Fprintln(w, "With the kernel bridge the sender's own CPU does the forwarding (softirq); with sgswitch the senders")
@@ -514,6 +532,8 @@ type stats struct {
 		Instance string            `json:"instance"`
 		RxFrames uint64            `json:"rx-frames"`
 		TxFrames uint64            `json:"tx-frames"`
+		RxCalls  uint64            `json:"rx-calls"`
+		TxCalls  uint64            `json:"tx-calls"`
 		TxErrors uint64            `json:"tx-errors"`
 		Verdicts map[string]uint64 `json:"verdicts"`
 		Reasons  map[string]uint64 `json:"reasons"`

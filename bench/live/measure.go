@@ -55,6 +55,14 @@ func metricDefs(senders []int) []metricDef {
 	for _, n := range senders {
 		defs = append(defs, metricDef{"swcpu_udp" + udpKey(n), "sgswitch process CPU, UDP, " + senderText(n), "% of 1 core", "", 0})
 	}
+	defs = append(defs,
+		metricDef{"fpc_rx_tcp1", "frames per read, TCP 1 stream (a's port)", "frames", "", 1},
+		metricDef{"fpc_tx_tcp1", "frames per write, TCP 1 stream (b's port)", "frames", "", 1})
+	for _, n := range senders {
+		defs = append(defs,
+			metricDef{"fpc_rx_udp" + udpKey(n), "frames per read, UDP, " + senderText(n), "frames", "", 1},
+			metricDef{"fpc_tx_udp" + udpKey(n), "frames per write, UDP, " + senderText(n), "frames", "", 1})
+	}
 	// Rates per core of sgswitch CPU: less sensitive to how much CPU other
 	// work left to the switch.
 	defs = append(defs, metricDef{"eff_tcp1", "sgswitch TCP 1 stream per core it used", "Gbit/s", "", 1})
@@ -174,7 +182,20 @@ func measure(ctx context.Context, o options, s *setup, round int) (sample, error
 		}
 		last = now
 	}
+	// Frames per read at a's port and per write at b's port during a test.
+	var calls0 portCalls
+	callsBefore := func() { calls0 = s.calls(ctx) }
+	callsAfter := func(key string) {
+		c1 := s.calls(ctx)
+		if c1.rxCalls > calls0.rxCalls {
+			v["fpc_rx_"+key] = float64(c1.rxFrames-calls0.rxFrames) / float64(c1.rxCalls-calls0.rxCalls)
+		}
+		if c1.txCalls > calls0.txCalls {
+			v["fpc_tx_"+key] = float64(c1.txFrames-calls0.txFrames) / float64(c1.txCalls-calls0.txCalls)
+		}
+	}
 	for _, streams := range []int{1, 4} {
+		callsBefore()
 		c0 := readCPU(s.pid)
 		gbps, retr, err := iperf(ctx, o, s, streams)
 		c1 := readCPU(s.pid)
@@ -182,6 +203,7 @@ func measure(ctx context.Context, o options, s *setup, round int) (sample, error
 			return nil, err
 		}
 		k := strconv.Itoa(streams)
+		callsAfter("tcp" + k)
 		v["tcp"+k], v["tcp"+k+"_retr"] = gbps, retr
 		if streams == 1 {
 			v["cpu_tcp1"] = machineBusy(c0, c1)
@@ -198,6 +220,7 @@ func measure(ctx context.Context, o options, s *setup, round int) (sample, error
 		}
 	}
 	for _, n := range o.udpSenders {
+		callsBefore()
 		c0 := readCPU(s.pid)
 		sink, gen, err := udpRate(ctx, o, s, n)
 		c1 := readCPU(s.pid)
@@ -205,6 +228,7 @@ func measure(ctx context.Context, o options, s *setup, round int) (sample, error
 			return nil, err
 		}
 		k := udpKey(n)
+		callsAfter("udp" + k)
 		v["udp_if"+k], v["udp_app"+k] = sink.IfPPS/1e3, sink.AppPPS/1e3
 		v["udp_offered"+k], v["udp_txdrop"+k] = gen.PPS/1e3, float64(gen.IfTxDrp)/gen.Secs/1e3
 		v["cpu_udp"+k] = machineBusy(c0, c1)
@@ -232,7 +256,7 @@ func measure(ctx context.Context, o options, s *setup, round int) (sample, error
 // Gbit/s and the retransmitted segments.
 func iperf(ctx context.Context, o options, s *setup, streams int) (float64, float64, error) {
 	secs := max(1, int(o.testTime.Round(time.Second)/time.Second))
-	argv := ipns(s.nsA, "iperf3", "-c", addrB, "-p", portIperf, "-t", strconv.Itoa(secs), "-O", "1", "-J")
+	argv := ipns(s.nsA, "iperf3", "-c", s.addrB, "-p", portIperf, "-t", strconv.Itoa(secs), "-O", "1", "-J")
 	if streams > 1 {
 		argv = append(argv, "-P", strconv.Itoa(streams))
 	}
@@ -280,7 +304,7 @@ func udpRate(ctx context.Context, o options, s *setup, senders int) (*udpSinkRes
 		return nil, nil, fmt.Errorf("%s: %w", s.label, err)
 	}
 	genDur := o.udpWarmup + o.testTime + time.Second
-	out, err := run(ctx, limit+10*time.Second, ipns(s.nsA, o.self, "-role", "udp-gen", "-dst", addrB+":"+portUDP,
+	out, err := run(ctx, limit+10*time.Second, ipns(s.nsA, o.self, "-role", "udp-gen", "-dst", s.addrB+":"+portUDP,
 		"-ifname", s.ifA, "-size", strconv.Itoa(udpPayload), "-threads", strconv.Itoa(senders), "-dur", genDur.String(), "-timeout", limit.String())...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: UDP generator: %w", s.label, err)
@@ -302,7 +326,7 @@ func udpRate(ctx context.Context, o options, s *setup, senders int) (*udpSinkRes
 
 func tcpRR(ctx context.Context, o options, s *setup) (*rrResult, error) {
 	limit := o.rrTime + 30*time.Second
-	out, err := run(ctx, limit+10*time.Second, ipns(s.nsA, o.self, "-role", "rr-client", "-dst", addrB+":"+portRR,
+	out, err := run(ctx, limit+10*time.Second, ipns(s.nsA, o.self, "-role", "rr-client", "-dst", s.addrB+":"+portRR,
 		"-warmup", "300ms", "-dur", o.rrTime.String(), "-timeout", limit.String())...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: TCP_RR: %w", s.label, err)
@@ -342,6 +366,34 @@ func (s *setup) dropCounts(ctx context.Context) map[string]uint64 {
 		}
 	}
 	return m
+}
+
+// portCalls are the frames and calls of a's port's reads and b's port's writes.
+type portCalls struct{ rxFrames, rxCalls, txFrames, txCalls uint64 }
+
+// calls reads them from sgswitch's stats; zero for the kernel.
+func (s *setup) calls(ctx context.Context) portCalls {
+	var c portCalls
+	if s.ctl == nil {
+		return c
+	}
+	out, err := run(ctx, 10*time.Second, append(slices.Clone(s.ctl), "stats", "-o", "json")...)
+	if err != nil {
+		return c
+	}
+	st, err := parseStats(out)
+	if err != nil {
+		return c
+	}
+	for _, p := range st.Ports {
+		switch p.Port {
+		case s.portA:
+			c.rxFrames, c.rxCalls = p.RxFrames, p.RxCalls
+		case s.portB:
+			c.txFrames, c.txCalls = p.TxFrames, p.TxCalls
+		}
+	}
+	return c
 }
 
 func diffDrops(a, b map[string]uint64) string {

@@ -25,21 +25,34 @@ const (
 	portBlocked    = "5999"               // no rule allows it: the policy check
 	sgNSA, sgNSB   = "bl-a", "bl-b"       // sgswitch lab namespaces = instance names
 	sgTapA, sgTapB = "bltap-a", "bltap-b" // their TAPs
-	kbNSA, kbNSB   = "kb-a", "kb-b"
-	kbNSBr         = "kb-br"
-	kbIf           = "eth0" // the veth end inside kb-a / kb-b
-	kbBridge       = "br0"
-	nftTable       = "sgbench"
+	// The same pair on netdev ports, served by the same sgswitch process: the
+	// lab makes a veth pair per instance (both ends named the same, one in
+	// the namespace, one served from the host side through AF_PACKET).
+	ndNSA, ndNSB     = "bn-a", "bn-b"
+	ndLinkA, ndLinkB = "blnd-a", "blnd-b"
+	ndAddrA, ndAddrB = "10.0.0.21", "10.0.0.22"
+	ndMacA, ndMacB   = "02:00:00:00:b1:1a", "02:00:00:00:b1:1b"
+	kbNSA, kbNSB     = "kb-a", "kb-b"
+	kbNSBr           = "kb-br"
+	kbIf             = "eth0" // the veth end inside kb-a / kb-b
+	kbBridge         = "br0"
+	nftTable         = "sgbench"
 )
 
 // allNamespaces are every namespace the benchmark creates.
-var allNamespaces = []string{sgNSA, sgNSB, kbNSA, kbNSB, kbNSBr}
+var allNamespaces = []string{sgNSA, sgNSB, ndNSA, ndNSB, kbNSA, kbNSB, kbNSBr}
+
+// allLinks are the links the benchmark leaves in the root namespace while it runs.
+var allLinks = []string{sgTapA, sgTapB, ndLinkA, ndLinkB}
 
 // setup is one of the two switches under test with its endpoints.
 type setup struct {
 	key, label string
 	nsA, nsB   string
 	ifA, ifB   string   // interfaces inside nsA / nsB
+	addrB      string   // b's address
+	portA      string   // sgswitch's device of a's port, whose reads the frames-per-call rows count
+	portB      string   // sgswitch's device of b's port
 	pid        int      // the sgswitch process (0 for the kernel)
 	sw         *proc    // the sgswitch process (nil for the kernel)
 	ctl        []string // sgswitch ctl --socket PATH (nil for the kernel)
@@ -97,7 +110,7 @@ func checkLeftovers() error {
 			found = append(found, "namespace "+ns)
 		}
 	}
-	for _, l := range []string{sgTapA, sgTapB} {
+	for _, l := range allLinks {
 		if linkExists(l) {
 			found = append(found, "link "+l)
 		}
@@ -120,7 +133,7 @@ func removeLeftovers(ctx context.Context) error {
 			}
 		}
 	}
-	for _, l := range []string{sgTapA, sgTapB} {
+	for _, l := range allLinks {
 		if linkExists(l) {
 			logf("removing link %s", l)
 			if _, err := run(ctx, 20*time.Second, "ip", "link", "del", l); err != nil {
@@ -177,23 +190,27 @@ security-groups:
 instances:
   - {name: %s, tap: %s, mac: "%s", ipv4: %s/%d, security-groups: [bl-client]}
   - {name: %s, tap: %s, mac: "%s", ipv4: %s/%d, security-groups: [bl-server]}
-`, control, queues, sgNSA, sgTapA, macA, addrA, prefixLen, sgNSB, sgTapB, macB, addrB, prefixLen)
+  - {name: %s, netdev: %s, mac: "%s", ipv4: %s/%d, security-groups: [bl-client]}
+  - {name: %s, netdev: %s, mac: "%s", ipv4: %s/%d, security-groups: [bl-server]}
+`, control, queues, sgNSA, sgTapA, macA, addrA, prefixLen, sgNSB, sgTapB, macB, addrB, prefixLen,
+		ndNSA, ndLinkA, ndMacA, ndAddrA, prefixLen, ndNSB, ndLinkB, ndMacB, ndAddrB, prefixLen)
 }
 
 // upSgswitch writes the configuration, starts `sgswitch lab up` and waits
-// for its "lab up:" line.
-func upSgswitch(ctx context.Context, cl *cleanups, bin, tmp string, queues int) (*setup, string, error) {
+// for its "lab up:" line. It returns the TAP pair and the netdev pair, two
+// setups of the one switch.
+func upSgswitch(ctx context.Context, cl *cleanups, bin, tmp string, queues int) (*setup, *setup, string, error) {
 	control := filepath.Join(tmp, "control.sock")
 	cfg := filepath.Join(tmp, "sgswitch.yaml")
 	if err := os.WriteFile(cfg, []byte(sgswitchConfig(control, queues)), 0o644); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	if _, err := run(ctx, 20*time.Second, bin, "check", "-c", cfg); err != nil {
-		return nil, "", fmt.Errorf("the generated sgswitch configuration %s is refused: %w", cfg, err)
+		return nil, nil, "", fmt.Errorf("the generated sgswitch configuration %s is refused: %w", cfg, err)
 	}
 	p, err := start("sgswitch lab up", true, syscall.SIGTERM, bin, "lab", "up", "-c", cfg)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	cl.add("stop sgswitch lab", func() error {
 		var errs []error
@@ -211,14 +228,18 @@ func upSgswitch(ctx context.Context, cl *cleanups, bin, tmp string, queues int) 
 	})
 	line, err := p.waitLine(ctx, "lab up:", 60*time.Second)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	logf("sgswitch: %s", line)
-	s := &setup{key: "sgswitch", label: "sgswitch", nsA: sgNSA, nsB: sgNSB, ifA: sgTapA, ifB: sgTapB, pid: p.cmd.Process.Pid}
+	s := &setup{key: "sgswitch", label: "sgswitch TAP", nsA: sgNSA, nsB: sgNSB, ifA: sgTapA, ifB: sgTapB, addrB: addrB,
+		portA: sgTapA, portB: sgTapB, pid: p.cmd.Process.Pid}
 	s.notes = append(s.notes, "sgswitch lab: TAPs "+sgTapA+"/"+sgTapB+" in namespaces "+sgNSA+"/"+sgNSB+", security groups and connection tracking on, offload as configured (default true)")
 	s.sw = p
 	s.ctl = []string{bin, "ctl", "--socket", control}
-	return s, control, nil
+	nd := &setup{key: "netdev", label: "sgswitch netdev", nsA: ndNSA, nsB: ndNSB, ifA: ndLinkA, ifB: ndLinkB, addrB: ndAddrB,
+		portA: ndLinkA, portB: ndLinkB, pid: s.pid, sw: p, ctl: s.ctl}
+	nd.notes = append(nd.notes, "sgswitch lab, netdev ports: veth pairs "+ndLinkA+"/"+ndLinkB+" (one end in namespaces "+ndNSA+"/"+ndNSB+", the other served by the same sgswitch through AF_PACKET sockets)")
+	return s, nd, control, nil
 }
 
 // nftRuleset is the security groups of the sgswitch configuration as one
@@ -244,7 +265,7 @@ func nftRuleset(family string) string {
 // upKernel builds kb-a and kb-b around a Linux bridge in kb-br with the
 // security groups as nftables rules on bridged traffic.
 func upKernel(ctx context.Context, cl *cleanups, tmp string) (*setup, string, error) {
-	s := &setup{key: "kernel", label: "kernel bridge+nftables", nsA: kbNSA, nsB: kbNSB, ifA: kbIf, ifB: kbIf}
+	s := &setup{key: "kernel", label: "kernel bridge+nftables", nsA: kbNSA, nsB: kbNSB, ifA: kbIf, ifB: kbIf, addrB: addrB}
 	for _, ns := range []string{kbNSBr, kbNSA, kbNSB} {
 		if _, err := run(ctx, 20*time.Second, "ip", "netns", "add", ns); err != nil {
 			return nil, "", err
@@ -317,7 +338,7 @@ func ensureOffloads(ctx context.Context, self string, setups []*setup) (map[stri
 		enable     bool
 	}
 	targets := []target{{kbNSA, kbIf, true}, {kbNSB, kbIf, true}, {kbNSBr, "kbv-a", true}, {kbNSBr, "kbv-b", true},
-		{sgNSA, sgTapA, false}, {sgNSB, sgTapB, false}}
+		{sgNSA, sgTapA, false}, {sgNSB, sgTapB, false}, {ndNSA, ndLinkA, false}, {ndNSB, ndLinkB, false}}
 	res := map[string]map[string]string{}
 	for _, t := range targets {
 		argv := ipns(t.ns, self, "-role", "offloads", "-ifname", t.ifname, "-timeout", "20s")
@@ -386,7 +407,7 @@ func startServers(ctx context.Context, cl *cleanups, self string, s *setup) erro
 // the packet reached b).
 func checkPolicy(ctx context.Context, self string, s *setup) error {
 	probeOnce := func(port string) (string, error) {
-		out, err := run(ctx, 30*time.Second, ipns(s.nsA, self, "-role", "probe", "-dst", addrB+":"+port, "-dur", "2s", "-timeout", "20s")...)
+		out, err := run(ctx, 30*time.Second, ipns(s.nsA, self, "-role", "probe", "-dst", s.addrB+":"+port, "-dur", "2s", "-timeout", "20s")...)
 		if err != nil {
 			return "", err
 		}
@@ -409,14 +430,14 @@ func checkPolicy(ctx context.Context, self string, s *setup) error {
 		}
 	}
 	if got != "open" {
-		return fmt.Errorf("%s: tcp %s:%s from %s is %q, want open: the benchmark path does not work", s.label, addrB, portRR, s.nsA, got)
+		return fmt.Errorf("%s: tcp %s:%s from %s is %q, want open: the benchmark path does not work", s.label, s.addrB, portRR, s.nsA, got)
 	}
 	r, err := probeOnce(portBlocked)
 	if err != nil {
 		return err
 	}
 	if got := strings.TrimSpace(r); got != "timeout" {
-		return fmt.Errorf("%s: tcp %s:%s from %s is %q, want timeout (SYN dropped by the policy): the security groups are not enforced", s.label, addrB, portBlocked, s.nsA, got)
+		return fmt.Errorf("%s: tcp %s:%s from %s is %q, want timeout (SYN dropped by the policy): the security groups are not enforced", s.label, s.addrB, portBlocked, s.nsA, got)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/lab"
 	"github.com/sgswitch/sgswitch/switch/port"
+	"github.com/sgswitch/sgswitch/switch/port/vhostuser"
 	"github.com/sgswitch/sgswitch/switch/source"
 	"github.com/sgswitch/sgswitch/switch/source/control"
 )
@@ -99,7 +100,18 @@ func (o *logOptions) dropLog(log *slog.Logger) *vswitch.DropLog {
 //
 // inLab opens each TAP inside its lab namespace instead (`run --lab`, `lab up`).
 func newSwitch(cfg *config.Config, log *slog.Logger, drops *vswitch.DropLog, persist, inLab bool) (*vswitch.Switch, error) {
-	opt := vswitch.Options{Logger: log, OpenPort: func(device string) (port.Port, error) {
+	opt := vswitch.Options{Logger: log, OpenPort: func(spec port.Spec) (port.Port, error) {
+		device := spec.Device
+		if spec.Kind == port.KindVhostUser {
+			// The VM's queues over shared memory: no device, a socket.
+			return vhostuser.Open(device, vhostuser.Options{Socket: device, Mode: vhostuser.Mode(spec.Mode),
+				QueuePairs: cfg.Switch.Queues, NoOffload: !cfg.Switch.Offload, Logger: log})
+		}
+		if spec.Kind == port.KindNetdev {
+			// An existing device, in the switch's own namespace (in a lab
+			// too: the host end of the instance's veth pair).
+			return port.OpenNetdev(device, port.NetdevOptions{Queues: cfg.Switch.Queues, Promisc: spec.Uplink, Log: log})
+		}
 		o := port.TAPOptions{Offload: cfg.Switch.Offload, Persist: persist, Queues: cfg.Switch.Queues}
 		if inLab {
 			return lab.OpenTAP(cfg, device, o)
@@ -342,9 +354,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 func createTAPs(cfg *config.Config) error {
 	var devices []string
 	for _, in := range cfg.Instances {
-		devices = append(devices, in.TAP)
+		if in.TAP != "" {
+			devices = append(devices, in.TAP)
+		}
 	}
-	if cfg.Uplink != nil {
+	if cfg.Uplink != nil && cfg.Uplink.Port != "" {
 		devices = append(devices, cfg.Uplink.Port)
 	}
 	for _, d := range devices {

@@ -61,14 +61,18 @@ func ctlStats(x *ctlCmd, args []string) error {
 		return printJSON(x.stdout, stats)
 	}
 	tw := x.table()
-	fmt.Fprintln(tw, "PORT\tINSTANCE\tRX\tTX\tFORWARD\tLOCAL\tDROP\tREASONS")
+	fmt.Fprintln(tw, "PORT\tINSTANCE\tKIND\tSTATE\tRX\tTX\tFORWARD\tLOCAL\tDROP\tREASONS")
 	for _, p := range stats.Ports {
 		var reasons []string
 		for r, n := range p.Reasons {
 			reasons = append(reasons, fmt.Sprintf("%s=%d", r, n))
 		}
 		sort.Strings(reasons)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Port, p.Instance, p.RxFrames, p.TxFrames,
+		state := p.State
+		if p.StateReason != "" {
+			state += " (" + p.StateReason + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Port, p.Instance, p.Kind, state, p.RxFrames, p.TxFrames,
 			p.Verdicts["forward"], p.Verdicts["local"], p.Verdicts["drop"], strings.Join(reasons, " "))
 	}
 	return tw.Flush()

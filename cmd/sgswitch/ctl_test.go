@@ -51,7 +51,7 @@ func startCtlSwitch(t *testing.T) *ctlSwitch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := vswitch.New(cfg, vswitch.Options{OpenPort: func(device string) (port.Port, error) { return port.NewMem(device, 0), nil }})
+	sw, err := vswitch.New(cfg, vswitch.Options{OpenPort: func(spec port.Spec) (port.Port, error) { return port.NewMem(spec.Device, 0), nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

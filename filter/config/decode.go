@@ -18,11 +18,11 @@ var (
 	switchFields    = []string{"control", "metrics", "conntrack", "persist-established", "offload", "queues", "uplink-macs", "mac-ageing", "dhcp"}
 	conntrackFields = []string{"max", "per-instance-max", "timeouts"}
 	dhcpFields      = []string{"dns", "lease-time"}
-	uplinkFields    = []string{"port", "gateway", "lab-hosts"}
+	uplinkFields    = []string{"tap", "port", "netdev", "gateway", "lab-hosts"}
 	groupFields     = []string{"name", "description", "rules", "external-sources"}
 	ruleFields      = []string{"flow-direction", "protocol", "network", "security-group", "start-port", "end-port", "icmp", "description"}
 	icmpFields      = []string{"type", "code"}
-	instanceFields  = []string{"name", "host", "tap", "mac", "ipv4", "ipv6", "security-groups", "smtp-egress"}
+	instanceFields  = []string{"name", "host", "tap", "netdev", "vhost-user", "mac", "ipv4", "ipv6", "security-groups", "smtp-egress"}
 )
 
 // Ranges of the numeric fields, with the wording the error messages use.
@@ -199,14 +199,29 @@ func (p *parser) decodeUplink(n *yaml.Node) *Uplink {
 	if !ok {
 		return u
 	}
-	if v := m.val("port"); v == nil {
-		p.errorf(m.line, m.field("port"), "missing; give the uplink's TAP device name")
-	} else if s, ok := p.str(v, m.field("port")); ok {
-		if err := checkIfName(s); err != nil {
-			p.errorf(v.Line, m.field("port"), "%v", err)
-		} else {
-			u.Port = s
+	// The port: `tap` (or its old name `port`) or `netdev`, exactly one.
+	var given []string
+	for _, k := range []string{"tap", "port", "netdev"} {
+		if m.val(k) != nil {
+			given = append(given, k)
 		}
+	}
+	switch len(given) {
+	case 0:
+		p.errorf(m.line, m.field("tap"), "missing; give the uplink's device: tap: NAME (a TAP the switch opens) or netdev: NAME (an existing device: a NIC, a bond, a VXLAN device, a veth end)")
+	case 1:
+		v := m.val(given[0])
+		if s, ok := p.str(v, m.field(given[0])); ok {
+			if err := checkIfName(s); err != nil {
+				p.errorf(v.Line, m.field(given[0]), "%v", err)
+			} else if given[0] == "netdev" {
+				u.Netdev = s
+			} else {
+				u.Port = s
+			}
+		}
+	default:
+		p.errorf(m.val(given[1]).Line, m.field(given[1]), "the uplink has one device; give only one of tap (old name: port) and netdev, not %s and %s", given[0], given[1])
 	}
 	if v := m.val("gateway"); v == nil {
 		p.errorf(m.line, m.field("gateway"), "missing; give the gateway's address with its on-link prefix, e.g. 10.0.0.1/24")

@@ -207,7 +207,11 @@ func marshalUplink(u *Uplink) *yaml.Node {
 		return nil
 	}
 	m := mapNode(false)
-	put(m, "port", strNode(u.Port))
+	if u.Netdev != "" {
+		put(m, "netdev", strNode(u.Netdev))
+	} else {
+		put(m, "port", strNode(u.Port))
+	}
 	put(m, "gateway", strNode(u.Gateway.String()))
 	if len(u.LabHosts) > 0 {
 		put(m, "lab-hosts", addrList(u.LabHosts))

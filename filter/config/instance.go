@@ -7,8 +7,8 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// decodeInstance decodes one instance and fills in its defaults (TAP named
-// after the instance, membership of `default`). Uniqueness across instances
+// decodeInstance decodes one instance and fills in its defaults (without
+// netdev, a TAP named after the instance; membership of `default`). Uniqueness across instances
 // is checked once all are known (crossCheck).
 func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 	in := Instance{Line: n.Line}
@@ -35,7 +35,17 @@ func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 			}
 		}
 	}
-	if v := m.val("tap"); v != nil {
+	if v, t := m.val("netdev"), m.val("tap"); v != nil && t != nil {
+		p.errorf(v.Line, m.field("netdev"), "an instance has one port; give either tap (a TAP the switch opens) or netdev (an existing device someone else made, such as the TAP of a QEMU VM), not both")
+	} else if v != nil {
+		if s, ok := p.str(v, m.field("netdev")); ok {
+			if err := checkIfName(s); err != nil {
+				p.errorf(v.Line, m.field("netdev"), "%v", err)
+			} else {
+				in.Netdev = s
+			}
+		}
+	} else if v := m.val("tap"); v != nil {
 		if s, ok := p.str(v, m.field("tap")); ok {
 			if err := checkIfName(s); err != nil {
 				p.errorf(v.Line, m.field("tap"), "%v", err)
@@ -43,7 +53,7 @@ func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 				in.TAP = s
 			}
 		}
-	} else if nameOK {
+	} else if nameOK && m.val("vhost-user") == nil {
 		if err := checkIfName(in.Name); err != nil {
 			p.errorf(m.line, m.field("tap"), "the default TAP name (the instance name) is not usable: %v; set tap", err)
 		} else {
@@ -74,6 +84,14 @@ func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 	}
 	if v := m.val("smtp-egress"); v != nil {
 		in.SMTPEgress, _ = p.boolean(v, m.field("smtp-egress"))
+	}
+	if v := m.val("vhost-user"); v != nil {
+		// The VM's queues over shared memory: no TAP, not even the default one.
+		if m.val("tap") != nil || m.val("netdev") != nil {
+			p.errorf(v.Line, m.field("vhost-user"), "an instance has one port; give one of tap, netdev or vhost-user")
+		}
+		in.TAP, in.Netdev = "", ""
+		in.VhostUser = p.decodeVhostUser(v, m.field("vhost-user"))
 	}
 	return in
 }

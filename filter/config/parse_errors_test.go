@@ -44,7 +44,7 @@ var errorCases = []struct {
 	{"unknown dhcp field", "switch:\n  dhcp: {router: 10.0.0.1}\n", []string{
 		"x.yaml:2: switch.dhcp.router: unknown field; valid fields here are dns, lease-time"}},
 	{"unknown uplink field", "uplink: {port: up0, gateway: 10.0.0.1/24, mac: x}\n", []string{
-		"x.yaml:1: uplink.mac: unknown field; valid fields here are port, gateway, lab-hosts"}},
+		"x.yaml:1: uplink.mac: unknown field; valid fields here are tap, port, netdev, gateway, lab-hosts"}},
 	{"unknown group field", "security-groups:\n  - name: a\n    members: []\n", []string{
 		"x.yaml:3: security-groups[0].members: unknown field; valid fields here are name, description, rules, external-sources"}},
 	{"unknown rule field", "security-groups:\n  - name: a\n    rules:\n      - {flow-direction: ingress, protocol: tcp, port: 22, network: 0.0.0.0/0}\n", []string{
@@ -52,7 +52,7 @@ var errorCases = []struct {
 	{"unknown icmp field", "security-groups:\n- name: a\n  rules:\n  - {flow-direction: ingress, protocol: icmp, icmp: {typ: 8}, network: 0.0.0.0/0}\n", []string{
 		"x.yaml:4: security-groups[0].rules[0].icmp.typ: unknown field; valid fields here are type, code"}},
 	{"unknown instance field", "instances:\n  - {name: a, mac: \"02:00:00:00:00:01\", ipv4: 10.0.0.2/24, group: x}\n", []string{
-		"x.yaml:2: instances[0].group: unknown field; valid fields here are name, host, tap, mac, ipv4, ipv6, security-groups, smtp-egress"}},
+		"x.yaml:2: instances[0].group: unknown field; valid fields here are name, host, tap, netdev, vhost-user, mac, ipv4, ipv6, security-groups, smtp-egress"}},
 
 	// Wrong YAML types.
 	{"bool wanted", "switch: {offload: yes}\n", []string{
@@ -101,7 +101,7 @@ var errorCases = []struct {
 
 	// The uplink.
 	{"uplink missing fields", "uplink: {}\n", []string{
-		"x.yaml:1: uplink.port: missing; give the uplink's TAP device name",
+		"x.yaml:1: uplink.tap: missing; give the uplink's device: tap: NAME (a TAP the switch opens) or netdev: NAME (an existing device: a NIC, a bond, a VXLAN device, a veth end)",
 		"x.yaml:1: uplink.gateway: missing; give the gateway's address with its on-link prefix, e.g. 10.0.0.1/24"}},
 	{"uplink bad port", "uplink: {port: uplink/0, gateway: 10.0.0.1/24}\n", []string{
 		`x.yaml:1: uplink.port: "uplink/0" is not a valid interface name; an interface name is 1-15 bytes without '/', ':' or white space`}},
@@ -198,6 +198,15 @@ var errorCases = []struct {
 		`x.yaml:2: instances[0].tap: the default TAP name (the instance name) is not usable: "a-very-long-instance" is not a valid interface name; an interface name is 1-15 bytes without '/', ':' or white space; set tap`}},
 	{"instance bad tap", "instances:\n  - {name: a, tap: \"tap 0\", mac: \"02:00:00:00:00:01\", ipv4: 10.0.0.2/24}\n", []string{
 		`x.yaml:2: instances[0].tap: "tap 0" is not a valid interface name; an interface name is 1-15 bytes without '/', ':' or white space`}},
+	{"instance tap and netdev", "instances:\n  - {name: a, tap: t0,\n     netdev: vnet0, mac: \"02:00:00:00:00:01\", ipv4: 10.0.0.2/24}\n", []string{
+		`x.yaml:3: instances[0].netdev: an instance has one port; give either tap (a TAP the switch opens) or netdev (an existing device someone else made, such as the TAP of a QEMU VM), not both`}},
+	{"instance bad netdev", "instances:\n  - {name: a, netdev: \"vnet/0\", mac: \"02:00:00:00:00:01\", ipv4: 10.0.0.2/24}\n", []string{
+		`x.yaml:2: instances[0].netdev: "vnet/0" is not a valid interface name; an interface name is 1-15 bytes without '/', ':' or white space`}},
+	{"netdev used twice", "uplink: {netdev: eth1, gateway: 10.0.0.1/24}\ninstances:\n  - {name: a, netdev: vnet0, mac: \"02:00:00:00:00:01\", ipv4: 10.0.0.2/24}\n  - {name: b, tap: vnet0, mac: \"02:00:00:00:00:02\", ipv4: 10.0.0.3/24}\n  - {name: c, netdev: eth1, mac: \"02:00:00:00:00:03\", ipv4: 10.0.0.4/24}\n", []string{
+		`x.yaml:4: instances[1].tap: "vnet0" is already used by instances[0].netdev (line 3)`,
+		`x.yaml:5: instances[2].netdev: "eth1" is already used by uplink.netdev (line 1)`}},
+	{"uplink two devices", "uplink:\n  port: up0\n  netdev: eth1\n  gateway: 10.0.0.1/24\n", []string{
+		`x.yaml:3: uplink.netdev: the uplink has one device; give only one of tap (old name: port) and netdev, not port and netdev`}},
 	{"mac not a mac", "instances:\n  - {name: a, mac: \"02:00:00:00:00\", ipv4: 10.0.0.2/24}\n", []string{
 		`x.yaml:2: instances[0].mac: "02:00:00:00:00" is not a MAC address; want 6 bytes like "02:00:00:00:00:11"`}},
 	{"mac too long", "instances:\n  - {name: a, mac: \"02:00:00:00:00:00:00:01\", ipv4: 10.0.0.2/24}\n", []string{

@@ -90,7 +90,8 @@ type DHCP struct {
 
 // Uplink is the optional port towards the rest of the network (`uplink:`).
 type Uplink struct {
-	Port     string       // `port`: TAP device name
+	Port     string       // `tap` (old name `port`): TAP device name; "" with Netdev
+	Netdev   string       // `netdev`: an existing device served from its host side (NIC, bond, VXLAN, veth end)
 	Gateway  netip.Prefix // `gateway`: the gateway's address with the on-link prefix (e.g. 10.0.0.1/24)
 	LabHosts []netip.Addr // `lab-hosts`: lab only: outside addresses the internet namespace answers on
 	Line     int          // line of the `uplink:` key
@@ -202,12 +203,14 @@ type Rule struct {
 type Instance struct {
 	Name           string
 	Host           string           // `host`: the cluster host it runs on ("" without a cluster)
-	TAP            string           // `tap`: TAP device name (default: Name)
+	TAP            string           // `tap`: TAP device name (default: Name, unless Netdev is set); "" with Netdev
+	Netdev         string           // `netdev`: an existing device (a QEMU VM's TAP, a veth end) served from its host side
 	MAC            net.HardwareAddr // `mac`: exactly 6 bytes, unicast
 	IPv4           netip.Prefix     // `ipv4`: address with on-link prefix (not masked)
 	IPv6           netip.Prefix     // `ipv6`: optional; invalid when absent
 	SecurityGroups []string         // `security-groups`: ["default"] when the field is absent
 	SMTPEgress     bool             // `smtp-egress`
+	VhostUser      *VhostUser       // `vhost-user`: the VM's virtio-net queues over shared memory; nil for a TAP
 	Line           int              // line of the list entry
 }
 

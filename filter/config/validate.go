@@ -40,12 +40,17 @@ func (p *parser) crossCheck(c *Config) {
 	names, taps, macs := map[string]string{}, map[string]string{}, map[string]string{}
 	addrs := map[netip.Addr]string{}
 	if u := c.Uplink; u != nil {
-		if u.Port != "" {
-			local := ""
-			if c.Cluster != nil {
-				local = c.Cluster.Host
+		local := ""
+		if c.Cluster != nil {
+			local = c.Cluster.Host
+		}
+		for _, f := range []string{"tap", "port"} {
+			if _, given := p.lines["uplink."+f]; given && u.Port != "" {
+				claimOnce(p, taps, local+"\x00"+u.Port, "uplink."+f, fmt.Sprintf("%q", u.Port))
 			}
-			claimOnce(p, taps, local+"\x00"+u.Port, "uplink.port", fmt.Sprintf("%q", u.Port))
+		}
+		if u.Netdev != "" {
+			claimOnce(p, taps, local+"\x00"+u.Netdev, "uplink.netdev", fmt.Sprintf("%q", u.Netdev))
 		}
 		if u.Gateway.IsValid() {
 			claimOnce(p, addrs, u.Gateway.Addr(), "uplink.gateway", u.Gateway.Addr().String())
@@ -56,6 +61,7 @@ func (p *parser) crossCheck(c *Config) {
 			}
 		}
 	}
+	p.checkVhostSockets(c)
 	for i, in := range c.Instances {
 		path := index("instances", i)
 		if in.Name != "" {
@@ -68,6 +74,9 @@ func (p *parser) crossCheck(c *Config) {
 			}
 			// A TAP name is unique on its host: two hosts may both have a web1.
 			claimOnce(p, taps, in.Host+"\x00"+in.TAP, path+".tap", shown)
+		}
+		if in.Netdev != "" {
+			claimOnce(p, taps, in.Host+"\x00"+in.Netdev, path+".netdev", fmt.Sprintf("%q", in.Netdev))
 		}
 		if in.MAC != nil {
 			claimOnce(p, macs, string(in.MAC), path+".mac", in.MAC.String())

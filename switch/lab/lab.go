@@ -55,11 +55,14 @@ func (l *Lab) InternetNS() string { return l.opt.internetNS }
 // Down removes the lab; see the package function Down.
 func (l *Lab) Down() error { return down(l.cfg, l.opt) }
 
-// node is one namespace of the lab and the TAP that goes into it.
+// node is one namespace of the lab and the link that goes into it: the TAP
+// the switch made, moved there; or, for a netdev port, one end of a veth pair
+// the lab makes, whose other end (of the same name) stays with the switch.
 type node struct {
-	ns   string
-	tap  string
-	inst *config.Instance // nil for the internet namespace
+	ns     string
+	tap    string // the link's name in the namespace (for a netdev, on both ends)
+	netdev bool
+	inst   *config.Instance // nil for the internet namespace
 }
 
 // plan lists the namespaces a configuration asks for.
@@ -67,10 +70,21 @@ func plan(cfg *config.Config, o options) []node {
 	var nodes []node
 	for i := range cfg.Instances {
 		inst := &cfg.Instances[i]
-		nodes = append(nodes, node{ns: inst.Name, tap: inst.TAP, inst: inst})
+		if inst.VhostUser != nil {
+			continue // a VM's port: no namespace stands in for it
+		}
+		if inst.Netdev != "" {
+			nodes = append(nodes, node{ns: inst.Name, tap: inst.Netdev, netdev: true, inst: inst})
+		} else {
+			nodes = append(nodes, node{ns: inst.Name, tap: inst.TAP, inst: inst})
+		}
 	}
-	if cfg.Uplink != nil {
-		nodes = append(nodes, node{ns: o.internetNS, tap: cfg.Uplink.Port})
+	if u := cfg.Uplink; u != nil {
+		if u.Netdev != "" {
+			nodes = append(nodes, node{ns: o.internetNS, tap: u.Netdev, netdev: true})
+		} else {
+			nodes = append(nodes, node{ns: o.internetNS, tap: u.Port})
+		}
 	}
 	return nodes
 }
@@ -159,7 +173,11 @@ func preflight(nodes []node) error {
 			errs = append(errs, existsError(n.ns))
 			continue
 		}
-		if _, err := netlink.LinkByName(n.tap); err != nil {
+		_, err = netlink.LinkByName(n.tap)
+		switch {
+		case n.netdev && err == nil:
+			errs = append(errs, fmt.Errorf("link %s for namespace %s exists: the lab makes the veth pair of a netdev port itself: run `sgswitch lab down -c FILE`, or delete it (ip link del %s)", n.tap, n.ns, n.tap))
+		case !n.netdev && err != nil:
 			errs = append(errs, tapMissing(n, err))
 		}
 	}

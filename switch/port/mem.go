@@ -58,6 +58,19 @@ func (m *Mem) Inject(frame []byte) {
 // so that a test with a too small buffer fails instead of passing on half a
 // frame; after Close it returns net.ErrClosed.
 func (m *Mem) Read(buf []byte) (int, error) {
+	var size [1]int
+	_, err := m.ReadBatch([][]byte{buf}, size[:])
+	return size[0], err
+}
+
+// MemBatch is the BatchSize of a Mem port.
+const MemBatch = 16
+
+func (m *Mem) BatchSize() int { return MemBatch }
+
+// ReadBatch blocks until a frame is injected and then takes as many queued
+// frames as bufs has room for, each as Read does.
+func (m *Mem) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	m.mu.Lock()
 	for !m.closed && len(m.in) == 0 {
 		ch := m.changed
@@ -69,12 +82,16 @@ func (m *Mem) Read(buf []byte) (int, error) {
 	if m.closed {
 		return 0, fmt.Errorf("mem port %s: read: %w", m.name, net.ErrClosed)
 	}
-	f := m.in[0]
-	m.in[0] = nil
-	m.in = m.in[1:]
-	n := copy(buf, f)
-	if n < len(f) {
-		return n, fmt.Errorf("mem port %s: read: frame of %d bytes into a %d-byte buffer: %w", m.name, len(f), len(buf), io.ErrShortBuffer)
+	n := 0
+	for n < len(bufs) && len(m.in) > 0 {
+		f := m.in[0]
+		m.in[0] = nil
+		m.in = m.in[1:]
+		sizes[n] = copy(bufs[n], f)
+		if sizes[n] < len(f) {
+			return n + 1, fmt.Errorf("mem port %s: read: frame of %d bytes into a %d-byte buffer: %w", m.name, len(f), len(bufs[n]), io.ErrShortBuffer)
+		}
+		n++
 	}
 	return n, nil
 }
@@ -94,6 +111,9 @@ func (m *Mem) Write(frame []byte) (int, error) {
 	m.notify()
 	return len(frame), nil
 }
+
+// WriteBatch records a copy of each frame.
+func (m *Mem) WriteBatch(frames [][]byte) (int, error) { return WriteEach(m, frames) }
 
 // Sent takes the frames written since the last Sent or WaitSent, oldest first.
 // Each is the port's own copy, so the caller may keep or modify it.

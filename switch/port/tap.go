@@ -95,14 +95,26 @@ func OpenTAP(name string, opt TAPOptions) (Port, error) {
 // Queues returns the queues of port p, each a Port that one worker reads and
 // any worker may write to: those of a multi-queue TAP, or p itself.
 func Queues(p Port) []Port {
-	if m, ok := p.(*multiTAP); ok {
-		qs := make([]Port, len(m.queues))
-		for i, q := range m.queues {
-			qs[i] = q
-		}
-		return qs
+	if m, ok := p.(MultiQueue); ok {
+		return m.Queues()
 	}
 	return []Port{p}
+}
+
+// MultiQueue is a port with several queues, each read by its own worker: a
+// multi-queue TAP, a Netdev with a fanout group, a vhost-user port with
+// several queue pairs.
+type MultiQueue interface {
+	Queues() []Port
+}
+
+// Queues returns one Port per queue of the TAP.
+func (m *multiTAP) Queues() []Port {
+	qs := make([]Port, len(m.queues))
+	for i, q := range m.queues {
+		qs[i] = q
+	}
+	return qs
 }
 
 // multiTAP is a multi-queue TAP: one file descriptor per queue. The kernel
@@ -126,6 +138,14 @@ func (m *multiTAP) Read([]byte) (int, error) {
 // Write sends a frame through the first queue; a switch writes through the
 // queue of the worker that forwards it instead.
 func (m *multiTAP) Write(frame []byte) (int, error) { return m.queues[0].Write(frame) }
+
+// ReadBatch refuses, as Read does.
+func (m *multiTAP) ReadBatch([][]byte, []int) (int, error) { return m.Read(nil) }
+
+// WriteBatch sends frames through the first queue, as Write does.
+func (m *multiTAP) WriteBatch(frames [][]byte) (int, error) { return m.queues[0].WriteBatch(frames) }
+
+func (m *multiTAP) BatchSize() int { return 1 }
 
 func (m *multiTAP) Close() error {
 	var first error
@@ -283,6 +303,14 @@ func (t *tap) Write(frame []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// ReadBatch reads one frame: a TAP hands over one frame per read(2).
+func (t *tap) ReadBatch(bufs [][]byte, sizes []int) (int, error) { return ReadOne(t, bufs, sizes) }
+
+// WriteBatch writes the frames one by one: a TAP takes one frame per write(2).
+func (t *tap) WriteBatch(frames [][]byte) (int, error) { return WriteEach(t, frames) }
+
+func (t *tap) BatchSize() int { return 1 }
 
 func (t *tap) Close() error {
 	if err := t.f.Close(); err != nil {

@@ -47,7 +47,8 @@ func newControlEnv(t *testing.T, stage source.StageFunc) *controlEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := vswitch.New(cfg, vswitch.Options{OpenPort: func(device string) (port.Port, error) {
+	sw, err := vswitch.New(cfg, vswitch.Options{OpenPort: func(spec port.Spec) (port.Port, error) {
+		device := spec.Device
 		if device == "fail0" {
 			return nil, fmt.Errorf("open %s: device busy", device)
 		}

@@ -209,7 +209,8 @@ func newControlFuzzEnv(t *testing.T) *controlFuzzEnv {
 		env.close()
 		t.Fatal(err)
 	}
-	env.sw, err = vswitch.New(cfg, vswitch.Options{OpenPort: func(device string) (port.Port, error) {
+	env.sw, err = vswitch.New(cfg, vswitch.Options{OpenPort: func(spec port.Spec) (port.Port, error) {
+		device := spec.Device
 		env.mu.Lock()
 		defer env.mu.Unlock()
 		env.open[device]++
