@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sgswitch/sgswitch/capture"
+	"github.com/sgswitch/sgswitch/switch/capture"
 	"github.com/sgswitch/sgswitch/filter"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"golang.org/x/sys/unix"

@@ -5,7 +5,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/sgswitch/sgswitch/capture"
+	"github.com/sgswitch/sgswitch/switch/capture"
 	"github.com/sgswitch/sgswitch/filter/config"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 )
