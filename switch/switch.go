@@ -131,8 +131,7 @@ func New(cfg *config.Config, opt Options) (*Switch, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.clock == nil {
-		s.clock = &Clock{}
-		s.clock.Set(time.Now())
+		s.clock = newLiveClock()
 	}
 	s.ct = conntrack.New(conntrack.Config{Max: cfg.Switch.Conntrack.Max, MaxPerOwner: cfg.Switch.Conntrack.PerInstance,
 		Timeouts: conntrackTimeouts(cfg.Switch.Conntrack.Timeouts)}, s.clock)
