@@ -3,7 +3,7 @@
 GO      ?= go
 BIN     := bin/sgswitch
 PKGS    := ./...
-APT_PKGS := udhcpc iputils-ping iproute2 util-linux qemu-system-x86 busybox-static etcd-server
+APT_PKGS := udhcpc iputils-ping iproute2 util-linux qemu-system-x86 busybox-static etcd-server nftables
 # GUEST_DIR holds the kernel of the QEMU test guests (switch/lab/vm): the
 # package that linux-image-cloud-amd64 depends on, unpacked, not installed.
 GUEST_DIR ?= /var/cache/sgswitch/guest
@@ -116,3 +116,9 @@ bench-vhost: build
 	@dpkg -s nftables >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null)
 	$(GO) build -o bin/bench-vhost ./bench/vhost
 	./bin/bench-vhost -sgswitch $(BIN) $(BENCH_VHOST_FLAGS)
+
+# demo-vm: the seed scenario's groups with two real QEMU VMs (frontend1 and
+# backend1) among the instances, on netdev ports; the rest are namespaces
+# (root; make deps installs QEMU, busybox-static and the guests' kernel).
+demo-vm: deps build
+	$(GO) run ./cmd/vmdemo -sgswitch $(BIN) -c testdata/lab/seed.yaml
