@@ -3,7 +3,7 @@
 GO      ?= go
 BIN     := bin/sgswitch
 PKGS    := ./...
-APT_PKGS := udhcpc iputils-ping iproute2 util-linux qemu-system-x86 busybox-static
+APT_PKGS := udhcpc iputils-ping iproute2 util-linux qemu-system-x86 busybox-static etcd-server nftables
 # GUEST_DIR holds the kernel of the QEMU test guests (switch/lab/vm): the
 # package that linux-image-cloud-amd64 depends on, unpacked, not installed.
 GUEST_DIR ?= /var/cache/sgswitch/guest
@@ -11,7 +11,7 @@ export SGSWITCH_GUEST_DIR := $(GUEST_DIR)
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm bench fuzz clean bench-vhost
+.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm demo-cluster bench fuzz clean bench-vhost
 
 all: build
 
@@ -61,6 +61,11 @@ test: deps lint build
 
 demo: deps build
 	$(GO) run ./cmd/labdemo -sgswitch $(BIN) -c testdata/lab/seed.yaml
+
+# demo-cluster: the seed scenario over three hosts sharing one policy
+# through a three-member etcd (the multi-host lab, cmd/clusterdemo).
+demo-cluster: deps build
+	$(GO) run ./cmd/clusterdemo -sgswitch $(BIN) -c testdata/lab/cluster.yaml
 
 bench: build
 	./bench/run.sh
