@@ -34,8 +34,10 @@ deps:
 # linux-image-cloud-amd64 depends on today into GUEST_DIR, resolved with
 # apt-cache each time; nothing is installed. Skipped when that version is there.
 guest-kernel:
-	@pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '$$1 == "Depends:" && $$2 ~ /^linux-image-/ {print $$2; exit}'); \
-	if [ -z "$$pkg" ]; then echo "apt-cache knows no linux-image-cloud-amd64: run apt-get update"; exit 1; fi; \
+	@resolve() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '$$1 == "Depends:" && $$2 ~ /^linux-image-/ {print $$2; exit}'; }; \
+	pkg=$$(resolve); \
+	if [ -z "$$pkg" ]; then apt-get update -qq && pkg=$$(resolve); fi; \
+	if [ -z "$$pkg" ]; then echo "apt-cache knows no linux-image-cloud-amd64 (Debian main, amd64)"; exit 1; fi; \
 	if [ -f "$(GUEST_DIR)/.$$pkg" ]; then exit 0; fi; \
 	echo "unpacking $$pkg into $(GUEST_DIR)"; \
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
