@@ -21,13 +21,27 @@ type parser struct {
 	// lines holds the line of every mapping and string decoded, by field
 	// path, for the checks that compare entries after the walk.
 	lines map[string]int
+	// entryLine, when set, finds the lines of fields inside entries decoded
+	// on their own (Assemble); lines then holds only the head's.
+	entryLine func(path string) (int, bool)
+}
+
+// lookup is the line of the field at path, if it was given.
+func (p *parser) lookup(path string) (int, bool) {
+	if l, ok := p.lines[path]; ok {
+		return l, true
+	}
+	if p.entryLine != nil {
+		return p.entryLine(path)
+	}
+	return 0, false
 }
 
 // line is the line of the value at path or, when that field is absent (a
 // default applies), of the closest enclosing entry.
 func (p *parser) line(path string) int {
 	for path != "" {
-		if l, ok := p.lines[path]; ok {
+		if l, ok := p.lookup(path); ok {
 			return l
 		}
 		path = path[:max(strings.LastIndexAny(path, ".["), 0)]

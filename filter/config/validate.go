@@ -45,7 +45,7 @@ func (p *parser) crossCheck(c *Config) {
 			local = c.Cluster.Host
 		}
 		for _, f := range []string{"tap", "port"} {
-			if _, given := p.lines["uplink."+f]; given && u.Port != "" {
+			if _, given := p.lookup("uplink." + f); given && u.Port != "" {
 				claimOnce(p, taps, local+"\x00"+u.Port, "uplink."+f, fmt.Sprintf("%q", u.Port))
 			}
 		}
@@ -69,7 +69,7 @@ func (p *parser) crossCheck(c *Config) {
 		}
 		if in.TAP != "" {
 			shown := fmt.Sprintf("%q", in.TAP)
-			if _, explicit := p.lines[path+".tap"]; !explicit {
+			if _, explicit := p.lookup(path + ".tap"); !explicit {
 				shown += " (the default TAP name, from name)"
 			}
 			// A TAP name is unique on its host: two hosts may both have a web1.

@@ -41,6 +41,9 @@ type Sync struct {
 	// notification: how soon a silent watch shows it is still current.
 	ProgressEvery time.Duration
 
+	decMu sync.Mutex // the decoder is used by the sync loop and by a reload
+	dec   *Decoder   // every record decoded, kept between revisions
+
 	mu      sync.Mutex
 	records map[string]Record // the policy as last read from etcd
 	seen    int64             // the newest revision read from etcd
@@ -71,7 +74,7 @@ func NewSync(store Store, w *source.Writer, local *config.Config, state string, 
 	}
 	return &Sync{store: store, keys: Keys{local.Cluster.Etcd.Prefix}, w: w, local: local, state: state, log: log,
 		MinBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, ProgressEvery: 2 * time.Second,
-		records: map[string]Record{}, since: time.Now()}
+		records: map[string]Record{}, since: time.Now(), dec: NewDecoder(Keys{local.Cluster.Etcd.Prefix})}
 }
 
 // StatePath is where `sgswitch run` keeps the last applied policy: beside
@@ -154,6 +157,9 @@ func (s *Sync) session(ctx context.Context, healthy func()) error {
 	}
 	s.connected.Store(true)
 	healthy()
+	s.decMu.Lock()
+	s.dec.Reset() // a relist decodes everything again
+	s.decMu.Unlock()
 	s.mu.Lock()
 	s.records = make(map[string]Record, len(snap.Records))
 	for _, r := range snap.Records {
@@ -247,10 +253,13 @@ func (s *Sync) apply(snap Snapshot) error {
 	s.mu.Lock()
 	local := s.local
 	s.mu.Unlock()
-	cfg, err := Build(local, s.keys, snap)
+	s.decMu.Lock()
+	cfg, err := s.dec.Build(local, snap)
+	s.decMu.Unlock()
 	if err != nil {
 		return err
 	}
+	built := time.Since(start)
 	s.w.Lock()
 	before := s.w.Switch().Config()
 	err = s.w.Switch().Apply(cfg)
@@ -269,7 +278,7 @@ func (s *Sync) apply(snap Snapshot) error {
 	s.lastApply.Store(int64(took))
 	s.wake(snap.Rev)
 	if s.log.Enabled(context.Background(), slog.LevelInfo) {
-		s.log.Info("cluster: revision applied", "revision", snap.Rev, "took", took, "changes", config.Diff(before, cfg))
+		s.log.Info("cluster: revision applied", "revision", snap.Rev, "took", took, "build", built, "changes", config.Diff(before, cfg))
 	}
 	return nil
 }
