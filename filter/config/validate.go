@@ -12,16 +12,16 @@ import (
 // further down. It also adds the group `default` when the file does not
 // define it, because an instance without a group list joins it.
 func (p *parser) crossCheck(c *Config) {
-	groups := map[string]string{}
+	groups := make(map[string]holder, len(c.SecurityGroups)+1)
 	var groupNames []string
 	for i, g := range c.SecurityGroups {
-		if g.Name != "" && claimOnce(p, groups, g.Name, index("security-groups", i)+".name", fmt.Sprintf("%q", g.Name)) {
+		if g.Name != "" && claimOnce(p, groups, g.Name, holder{list: "security-groups", i: i, field: "name"}, quoted(g.Name)) {
 			groupNames = append(groupNames, g.Name)
 		}
 	}
 	if _, ok := groups[DefaultGroup]; !ok {
 		c.SecurityGroups = append(c.SecurityGroups, SecurityGroup{Name: DefaultGroup})
-		groups[DefaultGroup] = ""
+		groups[DefaultGroup] = holder{}
 		groupNames = append(groupNames, DefaultGroup)
 	}
 	checkRef := func(name, field string) {
@@ -36,9 +36,13 @@ func (p *parser) crossCheck(c *Config) {
 	}
 
 	// The uplink claims its port and addresses first: instances are the
-	// entries that have to make way for the infrastructure.
-	names, taps, macs := map[string]string{}, map[string]string{}, map[string]string{}
-	addrs := map[netip.Addr]string{}
+	// entries that have to make way for the infrastructure. Field paths and
+	// shown values are formatted only for a message: a cluster's policy of
+	// 100,000 instances is checked at every revision.
+	n := len(c.Instances)
+	names, macs := make(map[string]holder, n), make(map[string]holder, n)
+	taps := make(map[[2]string]holder, n+1)
+	addrs := make(map[netip.Addr]holder, n+8)
 	if u := c.Uplink; u != nil {
 		local := ""
 		if c.Cluster != nil {
@@ -46,65 +50,91 @@ func (p *parser) crossCheck(c *Config) {
 		}
 		for _, f := range []string{"tap", "port"} {
 			if _, given := p.lookup("uplink." + f); given && u.Port != "" {
-				claimOnce(p, taps, local+"\x00"+u.Port, "uplink."+f, fmt.Sprintf("%q", u.Port))
+				claimOnce(p, taps, [2]string{local, u.Port}, holder{path: "uplink." + f}, quoted(u.Port))
 			}
 		}
 		if u.Netdev != "" {
-			claimOnce(p, taps, local+"\x00"+u.Netdev, "uplink.netdev", fmt.Sprintf("%q", u.Netdev))
+			claimOnce(p, taps, [2]string{local, u.Netdev}, holder{path: "uplink.netdev"}, quoted(u.Netdev))
 		}
 		if u.Gateway.IsValid() {
-			claimOnce(p, addrs, u.Gateway.Addr(), "uplink.gateway", u.Gateway.Addr().String())
+			claimOnce(p, addrs, u.Gateway.Addr(), holder{path: "uplink.gateway"}, u.Gateway.Addr().String)
 		}
 		for i, a := range u.LabHosts {
 			if a.IsValid() {
-				claimOnce(p, addrs, a, index("uplink.lab-hosts", i), a.String())
+				claimOnce(p, addrs, a, holder{path: index("uplink.lab-hosts", i)}, a.String)
 			}
 		}
 	}
 	p.checkVhostSockets(c)
-	for i, in := range c.Instances {
-		path := index("instances", i)
+	for i := range c.Instances {
+		in := &c.Instances[i]
+		at := func(field string) holder { return holder{list: "instances", i: i, field: field} }
 		if in.Name != "" {
-			claimOnce(p, names, in.Name, path+".name", fmt.Sprintf("%q", in.Name))
+			claimOnce(p, names, in.Name, at("name"), quoted(in.Name))
 		}
 		if in.TAP != "" {
-			shown := fmt.Sprintf("%q", in.TAP)
-			if _, explicit := p.lookup(path + ".tap"); !explicit {
-				shown += " (the default TAP name, from name)"
+			shown := func() string {
+				s := fmt.Sprintf("%q", in.TAP)
+				if _, explicit := p.lookup(index("instances", i) + ".tap"); !explicit {
+					s += " (the default TAP name, from name)"
+				}
+				return s
 			}
 			// A TAP name is unique on its host: two hosts may both have a web1.
-			claimOnce(p, taps, in.Host+"\x00"+in.TAP, path+".tap", shown)
+			claimOnce(p, taps, [2]string{in.Host, in.TAP}, at("tap"), shown)
 		}
 		if in.Netdev != "" {
-			claimOnce(p, taps, in.Host+"\x00"+in.Netdev, path+".netdev", fmt.Sprintf("%q", in.Netdev))
+			claimOnce(p, taps, [2]string{in.Host, in.Netdev}, at("netdev"), quoted(in.Netdev))
 		}
 		if in.MAC != nil {
-			claimOnce(p, macs, string(in.MAC), path+".mac", in.MAC.String())
+			claimOnce(p, macs, string(in.MAC), at("mac"), in.MAC.String)
 		}
 		if in.IPv4.IsValid() {
-			claimOnce(p, addrs, in.IPv4.Addr(), path+".ipv4", in.IPv4.Addr().String())
+			claimOnce(p, addrs, in.IPv4.Addr(), at("ipv4"), in.IPv4.Addr().String)
 		}
 		if in.IPv6.IsValid() {
-			claimOnce(p, addrs, in.IPv6.Addr(), path+".ipv6", in.IPv6.Addr().String())
+			claimOnce(p, addrs, in.IPv6.Addr(), at("ipv6"), in.IPv6.Addr().String)
 		}
 		for j, g := range in.SecurityGroups {
-			checkRef(g, index(path+".security-groups", j))
+			if _, ok := groups[g]; !ok {
+				checkRef(g, index(index("instances", i)+".security-groups", j))
+			}
 		}
 		switch {
 		case c.Cluster == nil && in.Host != "":
+			path := index("instances", i)
 			p.errorf(p.line(path+".host"), path+".host", "only in a cluster: without a cluster: section every instance runs on this switch; remove host or add cluster:")
 		case c.Cluster != nil && in.Host == "" && in.Name != "":
+			path := index("instances", i)
 			p.errorf(p.line(path+".name"), path+".host", "missing; in a cluster every instance names the host it runs on, e.g. host: hv-a")
 		}
 	}
 }
 
+// holder is the field that holds a unique value: the field of an entry
+// of list, or a path.
+type holder struct {
+	list, field string
+	i           int
+	path        string
+}
+
+func (h holder) String() string {
+	if h.list == "" {
+		return h.path
+	}
+	return index(h.list, h.i) + "." + h.field
+}
+
+func quoted(s string) func() string { return func() string { return fmt.Sprintf("%q", s) } }
+
 // claimOnce records that field holds key, a value that must be unique, and
 // reports a second holder with the field and line of the first. shown is the
 // value as the message prints it. It reports whether the claim succeeded.
-func claimOnce[K comparable](p *parser, seen map[K]string, key K, field, shown string) bool {
+func claimOnce[K comparable](p *parser, seen map[K]holder, key K, field holder, shown func() string) bool {
 	if first, dup := seen[key]; dup {
-		p.errorf(p.line(field), field, "%s is already used by %s (line %d)", shown, first, p.line(first))
+		f := field.String()
+		p.errorf(p.line(f), f, "%s is already used by %s (line %d)", shown(), first, p.line(first.String()))
 		return false
 	}
 	seen[key] = field

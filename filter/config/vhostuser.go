@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"path/filepath"
 
 	"gopkg.in/yaml.v3"
@@ -55,10 +54,10 @@ func (p *parser) decodeVhostUser(n *yaml.Node, path string) *VhostUser {
 
 // checkVhostSockets refuses two instances on one socket.
 func (p *parser) checkVhostSockets(c *Config) {
-	seen := map[string]string{}
+	seen := map[[2]string]holder{}
 	for i, in := range c.Instances {
 		if in.VhostUser != nil && in.VhostUser.Socket != "" {
-			claimOnce(p, seen, in.Host+"\x00"+in.VhostUser.Socket, index("instances", i)+".vhost-user.socket", fmt.Sprintf("%q", in.VhostUser.Socket))
+			claimOnce(p, seen, [2]string{in.Host, in.VhostUser.Socket}, holder{list: "instances", i: i, field: "vhost-user.socket"}, quoted(in.VhostUser.Socket))
 		}
 	}
 }

@@ -20,12 +20,14 @@ import (
 type Decoder struct {
 	keys  Keys
 	cache map[string]*decoded
+	gen   uint64 // Build's count: the records of a snapshot are marked with it
 }
 
 // decoded is one record as last decoded.
 type decoded struct {
 	modRev  int64
 	value   []byte
+	gen     uint64 // the last Build whose snapshot held it
 	entry   *config.Entry
 	problem []KeyProblem // why the record is invalid; nil when it is valid
 }
@@ -50,17 +52,21 @@ func (d *Decoder) Build(local *config.Config, snap Snapshot) (*config.Config, er
 	var groups, instances []*config.Entry
 	var gkeys, ikeys []string
 	var problems []KeyProblem
-	seen := make(map[string]struct{}, len(snap.Records))
+	d.gen++
+	held := 0
 	for _, r := range snap.Records {
 		group := d.keys.isGroup(r.Key)
 		if !group && !d.keys.isInstance(r.Key) {
 			continue
 		}
-		seen[r.Key] = struct{}{}
 		dc := d.cache[r.Key]
 		if dc == nil || dc.modRev != r.ModRev || !bytes.Equal(dc.value, r.Value) {
 			dc = d.decode(r, group)
 			d.cache[r.Key] = dc
+		}
+		if dc.gen != d.gen {
+			dc.gen = d.gen
+			held++
 		}
 		switch {
 		case dc.problem != nil:
@@ -71,9 +77,9 @@ func (d *Decoder) Build(local *config.Config, snap Snapshot) (*config.Config, er
 			instances, ikeys = append(instances, dc.entry), append(ikeys, r.Key)
 		}
 	}
-	if len(seen) < len(d.cache) {
-		for k := range d.cache {
-			if _, ok := seen[k]; !ok {
+	if held < len(d.cache) { // keys deleted since the last Build
+		for k, dc := range d.cache {
+			if dc.gen != d.gen {
 				delete(d.cache, k)
 			}
 		}

@@ -79,6 +79,7 @@ func BenchmarkRevisionAtScale(b *testing.B) {
 		if err := sw.Apply(cfg); err != nil {
 			b.Fatal(err)
 		}
+		b.StopTimer()
 		for k := 0; k < b.N; k++ {
 			change(k)
 			next, err := dec.Build(local, snap)

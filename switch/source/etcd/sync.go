@@ -9,7 +9,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +48,7 @@ type Sync struct {
 
 	mu      sync.Mutex
 	records map[string]Record // the policy as last read from etcd
+	sorted  []Record          // the same records sorted by key, kept so (not sorted per revision)
 	seen    int64             // the newest revision read from etcd
 	applied atomic.Int64      // the revision in force
 	good    time.Time         // when the policy in force was last known current
@@ -56,6 +59,7 @@ type Sync struct {
 
 	connected atomic.Bool
 	lastApply atomic.Int64 // nanoseconds
+	lastBuild atomic.Int64 // nanoseconds of lastApply spent decoding and checking the records
 	relists   atomic.Uint64
 	refusals  atomic.Uint64
 	since     time.Time
@@ -115,9 +119,7 @@ func (s *Sync) Restore() (int64, error) {
 		return 0, fmt.Errorf("%s: %w", s.state, err)
 	}
 	s.mu.Lock()
-	for _, r := range st.Records {
-		s.records[r.Key] = r
-	}
+	s.setAll(st.Records)
 	s.seen = st.Rev
 	s.good = time.Time{} // not known current until etcd says so
 	s.mu.Unlock()
@@ -161,10 +163,7 @@ func (s *Sync) session(ctx context.Context, healthy func()) error {
 	s.dec.Reset() // a relist decodes everything again
 	s.decMu.Unlock()
 	s.mu.Lock()
-	s.records = make(map[string]Record, len(snap.Records))
-	for _, r := range snap.Records {
-		s.records[r.Key] = r
-	}
+	s.setAll(snap.Records)
 	s.seen = snap.Rev
 	s.mu.Unlock()
 	s.applyCurrent(snap.Rev)
@@ -208,10 +207,10 @@ func (s *Sync) session(ctx context.Context, healthy func()) error {
 			for _, ch := range ev.Changes {
 				s.mu.Lock()
 				for _, k := range ch.Deleted {
-					delete(s.records, k)
+					s.deleteRecord(k)
 				}
 				for _, r := range ch.Put {
-					s.records[r.Key] = r
+					s.putRecord(r)
 				}
 				s.seen = ch.Rev
 				s.mu.Unlock()
@@ -221,16 +220,45 @@ func (s *Sync) session(ctx context.Context, healthy func()) error {
 	}
 }
 
+// setAll replaces the records with recs. s.mu is held.
+func (s *Sync) setAll(recs []Record) {
+	s.records = make(map[string]Record, len(recs))
+	for _, r := range recs {
+		s.records[r.Key] = r
+	}
+	s.sorted = make([]Record, 0, len(s.records))
+	for _, r := range s.records {
+		s.sorted = append(s.sorted, r)
+	}
+	slices.SortFunc(s.sorted, func(a, b Record) int { return strings.Compare(a.Key, b.Key) })
+}
+
+// putRecord sets one record. s.mu is held.
+func (s *Sync) putRecord(r Record) {
+	s.records[r.Key] = r
+	i, found := slices.BinarySearchFunc(s.sorted, r.Key, func(e Record, k string) int { return strings.Compare(e.Key, k) })
+	if found {
+		s.sorted[i] = r
+	} else {
+		s.sorted = slices.Insert(s.sorted, i, r)
+	}
+}
+
+// deleteRecord drops one record. s.mu is held.
+func (s *Sync) deleteRecord(key string) {
+	delete(s.records, key)
+	if i, found := slices.BinarySearchFunc(s.sorted, key, func(e Record, k string) int { return strings.Compare(e.Key, k) }); found {
+		s.sorted = slices.Delete(s.sorted, i, i+1)
+	}
+}
+
 // applyCurrent puts the records as they are at revision rev in force, or
 // records why not.
 func (s *Sync) applyCurrent(rev int64) {
 	s.mu.Lock()
-	snap := Snapshot{Rev: rev, Records: make([]Record, 0, len(s.records))}
-	for _, r := range s.records {
-		snap.Records = append(snap.Records, r)
-	}
+	// A copy: a reload may apply while the loop changes the records.
+	snap := Snapshot{Rev: rev, Records: slices.Clone(s.sorted)}
 	s.mu.Unlock()
-	sort.Slice(snap.Records, func(i, j int) bool { return snap.Records[i].Key < snap.Records[j].Key })
 	err := s.apply(snap)
 	if err != nil {
 		s.mu.Lock()
@@ -260,6 +288,7 @@ func (s *Sync) apply(snap Snapshot) error {
 		return err
 	}
 	built := time.Since(start)
+	s.lastBuild.Store(int64(built))
 	s.w.Lock()
 	before := s.w.Switch().Config()
 	err = s.w.Switch().Apply(cfg)
@@ -370,6 +399,7 @@ type Status struct {
 	Refusals  uint64  `json:"refused-revisions"`
 	Refused   string  `json:"refused,omitempty"`  // why the newest revision is not in force
 	LastApply float64 `json:"last-apply-seconds"` // how long building and swapping in the last revision took
+	LastBuild float64 `json:"last-build-seconds"` // of which decoding and checking its records
 }
 
 // Status is the loop's state now.
@@ -377,7 +407,8 @@ func (s *Sync) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Status{Host: s.local.Cluster.Host, Connected: s.connected.Load(), Applied: s.applied.Load(), Seen: s.seen,
-		Relists: s.relists.Load(), Refusals: s.refusals.Load(), Staleness: -1, LastApply: time.Duration(s.lastApply.Load()).Seconds()}
+		Relists: s.relists.Load(), Refusals: s.refusals.Load(), Staleness: -1, LastApply: time.Duration(s.lastApply.Load()).Seconds(),
+		LastBuild: time.Duration(s.lastBuild.Load()).Seconds()}
 	if !s.good.IsZero() {
 		st.Staleness = time.Since(s.good).Seconds()
 	}
