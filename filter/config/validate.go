@@ -15,7 +15,7 @@ func (p *parser) crossCheck(c *Config) {
 	groups := make(map[string]holder, len(c.SecurityGroups)+1)
 	var groupNames []string
 	for i, g := range c.SecurityGroups {
-		if g.Name != "" && claimOnce(p, groups, g.Name, holder{list: "security-groups", i: i, field: "name"}, quoted(g.Name)) {
+		if g.Name != "" && claimOnce(p, groups, g.Name, hold("security-groups", "name", i), quoted(g.Name)) {
 			groupNames = append(groupNames, g.Name)
 		}
 	}
@@ -50,27 +50,26 @@ func (p *parser) crossCheck(c *Config) {
 		}
 		for _, f := range []string{"tap", "port"} {
 			if _, given := p.lookup("uplink." + f); given && u.Port != "" {
-				claimOnce(p, taps, [2]string{local, u.Port}, holder{path: "uplink." + f}, quoted(u.Port))
+				claimOnce(p, taps, [2]string{local, u.Port}, hold("uplink", f, 0), quoted(u.Port))
 			}
 		}
 		if u.Netdev != "" {
-			claimOnce(p, taps, [2]string{local, u.Netdev}, holder{path: "uplink.netdev"}, quoted(u.Netdev))
+			claimOnce(p, taps, [2]string{local, u.Netdev}, hold("uplink", "netdev", 0), quoted(u.Netdev))
 		}
 		if u.Gateway.IsValid() {
-			claimOnce(p, addrs, u.Gateway.Addr(), holder{path: "uplink.gateway"}, u.Gateway.Addr().String)
+			claimOnce(p, addrs, u.Gateway.Addr(), hold("uplink", "gateway", 0), u.Gateway.Addr().String)
 		}
 		for i, a := range u.LabHosts {
 			if a.IsValid() {
-				claimOnce(p, addrs, a, holder{path: index("uplink.lab-hosts", i)}, a.String)
+				claimOnce(p, addrs, a, hold("uplink.lab-hosts", "", i), a.String)
 			}
 		}
 	}
 	p.checkVhostSockets(c)
 	for i := range c.Instances {
 		in := &c.Instances[i]
-		at := func(field string) holder { return holder{list: "instances", i: i, field: field} }
 		if in.Name != "" {
-			claimOnce(p, names, in.Name, at("name"), quoted(in.Name))
+			claimOnce(p, names, in.Name, holder{int32(i), hName}, quoted(in.Name))
 		}
 		if in.TAP != "" {
 			shown := func() string {
@@ -81,19 +80,19 @@ func (p *parser) crossCheck(c *Config) {
 				return s
 			}
 			// A TAP name is unique on its host: two hosts may both have a web1.
-			claimOnce(p, taps, [2]string{in.Host, in.TAP}, at("tap"), shown)
+			claimOnce(p, taps, [2]string{in.Host, in.TAP}, holder{int32(i), hTAP}, shown)
 		}
 		if in.Netdev != "" {
-			claimOnce(p, taps, [2]string{in.Host, in.Netdev}, at("netdev"), quoted(in.Netdev))
+			claimOnce(p, taps, [2]string{in.Host, in.Netdev}, holder{int32(i), hNetdev}, quoted(in.Netdev))
 		}
 		if in.MAC != nil {
-			claimOnce(p, macs, string(in.MAC), at("mac"), in.MAC.String)
+			claimOnce(p, macs, string(in.MAC), holder{int32(i), hMAC}, in.MAC.String)
 		}
 		if in.IPv4.IsValid() {
-			claimOnce(p, addrs, in.IPv4.Addr(), at("ipv4"), in.IPv4.Addr().String)
+			claimOnce(p, addrs, in.IPv4.Addr(), holder{int32(i), hIPv4}, in.IPv4.Addr().String)
 		}
 		if in.IPv6.IsValid() {
-			claimOnce(p, addrs, in.IPv6.Addr(), at("ipv6"), in.IPv6.Addr().String)
+			claimOnce(p, addrs, in.IPv6.Addr(), holder{int32(i), hIPv6}, in.IPv6.Addr().String)
 		}
 		for j, g := range in.SecurityGroups {
 			if _, ok := groups[g]; !ok {
@@ -111,19 +110,51 @@ func (p *parser) crossCheck(c *Config) {
 	}
 }
 
-// holder is the field that holds a unique value: the field of an entry
-// of list, or a path.
+// holder is the field that holds a unique value, as small as it can be
+// (no pointers for the collector to scan in maps of 100,000 entries):
+// field f of entry i, the path formatted only for a message.
 type holder struct {
-	list, field string
-	i           int
-	path        string
+	i int32
+	f uint8
+}
+
+// The fields of holder.f: the list and the field within its entries.
+var holderFields = [...]struct{ list, field string }{
+	{"security-groups", "name"},
+	{"instances", "name"}, {"instances", "tap"}, {"instances", "netdev"}, {"instances", "mac"},
+	{"instances", "ipv4"}, {"instances", "ipv6"}, {"instances", "vhost-user.socket"},
+	{"uplink", "tap"}, {"uplink", "port"}, {"uplink", "netdev"}, {"uplink", "gateway"}, {"uplink.lab-hosts", ""},
+}
+
+// The instances' fields of holderFields.
+const (
+	hName uint8 = 1 + iota
+	hTAP
+	hNetdev
+	hMAC
+	hIPv4
+	hIPv6
+)
+
+// hold is the holder of field of entry i of list.
+func hold(list, field string, i int) holder {
+	for f, hf := range holderFields {
+		if hf.list == list && hf.field == field {
+			return holder{i: int32(i), f: uint8(f)}
+		}
+	}
+	panic("config: no holder field " + list + " " + field)
 }
 
 func (h holder) String() string {
-	if h.list == "" {
-		return h.path
+	hf := holderFields[h.f]
+	switch {
+	case hf.list == "uplink":
+		return "uplink." + hf.field
+	case hf.field == "":
+		return index(hf.list, int(h.i))
 	}
-	return index(h.list, h.i) + "." + h.field
+	return index(hf.list, int(h.i)) + "." + hf.field
 }
 
 func quoted(s string) func() string { return func() string { return fmt.Sprintf("%q", s) } }

@@ -57,7 +57,7 @@ func (p *parser) checkVhostSockets(c *Config) {
 	seen := map[[2]string]holder{}
 	for i, in := range c.Instances {
 		if in.VhostUser != nil && in.VhostUser.Socket != "" {
-			claimOnce(p, seen, [2]string{in.Host, in.VhostUser.Socket}, holder{list: "instances", i: i, field: "vhost-user.socket"}, quoted(in.VhostUser.Socket))
+			claimOnce(p, seen, [2]string{in.Host, in.VhostUser.Socket}, hold("instances", "vhost-user.socket", i), quoted(in.VhostUser.Socket))
 		}
 	}
 }
