@@ -11,7 +11,7 @@ export SGSWITCH_GUEST_DIR := $(GUEST_DIR)
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm bench fuzz clean
+.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm bench fuzz clean bench-vhost
 
 all: build
 
@@ -102,3 +102,12 @@ soak: build
 # hping3, nftables if missing). BENCH_FLOOD_FLAGS=-quick.
 bench-flood: build
 	$(GO) run ./bench/flood $(BENCH_FLOOD_FLAGS)
+
+# bench-vhost: VM to VM through sgswitch's vhost-user ports, through its ports
+# on TAP devices and through the Linux bridge + nftables on TAPs, in one run;
+# a frontend process plays the two guests (root; installs nftables if missing).
+# BENCH_VHOST_FLAGS=-quick for a short run.
+bench-vhost: build
+	@dpkg -s nftables >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null)
+	$(GO) build -o bin/bench-vhost ./bench/vhost
+	./bin/bench-vhost -sgswitch $(BIN) $(BENCH_VHOST_FLAGS)

@@ -108,6 +108,7 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 			return nil
 		}
 		took := time.Since(t0)
+		s.clock.Touch() // wakes the clock's refresher if it naps (clock.go)
 		pr.counters.RxCalls.Add(1)
 		s.serveBatch(pr, q, w, n)
 		w.pace.judge(s.clock.Now())

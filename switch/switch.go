@@ -62,6 +62,7 @@ type portRuntime struct {
 	id     int32
 	device string
 	kind   port.Kind
+	mode   string    // a vhost-user port's socket role
 	port   port.Port // nil in pipeline-only use (replay, tests)
 	// queues are port's queues (port.Queues): one worker reads each, and a
 	// worker forwarding a frame here writes it to the queue of its own
@@ -130,8 +131,7 @@ func New(cfg *config.Config, opt Options) (*Switch, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.clock == nil {
-		s.clock = &Clock{}
-		s.clock.Set(time.Now())
+		s.clock = newLiveClock()
 	}
 	s.ct = conntrack.New(conntrack.Config{Max: cfg.Switch.Conntrack.Max, MaxPerOwner: cfg.Switch.Conntrack.PerInstance,
 		Timeouts: conntrackTimeouts(cfg.Switch.Conntrack.Timeouts)}, s.clock)
@@ -260,11 +260,11 @@ func (s *Switch) buildState(cfg *config.Config, prev *state, open func(port.Spec
 		}
 	}()
 	place := func(key string, spec port.Spec, same bool) (int32, error) {
-		if pr := keep[key]; pr != nil && pr.device == spec.Device && pr.kind == spec.Kind && same {
+		if pr := keep[key]; pr != nil && pr.device == spec.Device && pr.kind == spec.Kind && pr.mode == spec.Mode && same {
 			st.ports[pr.id] = pr
 			return pr.id, nil
 		}
-		pr := &portRuntime{id: int32(len(st.ports)), device: spec.Device, kind: spec.Kind, limit: newTokenBucket(responderRate, responderBurst)}
+		pr := &portRuntime{id: int32(len(st.ports)), device: spec.Device, kind: spec.Kind, mode: spec.Mode, limit: newTokenBucket(responderRate, responderBurst)}
 		if open != nil {
 			p, err := open(spec)
 			if err != nil {
@@ -317,6 +317,9 @@ func (s *Switch) buildState(cfg *config.Config, prev *state, open func(port.Spec
 
 // instanceSpec is the port of an instance (SPEC §1a).
 func instanceSpec(in *config.Instance) port.Spec {
+	if vu := in.VhostUser; vu != nil {
+		return port.Spec{Kind: port.KindVhostUser, Device: vu.Socket, Mode: vu.Mode}
+	}
 	if in.Netdev != "" {
 		return port.Spec{Kind: port.KindNetdev, Device: in.Netdev}
 	}

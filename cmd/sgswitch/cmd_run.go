@@ -20,6 +20,7 @@ import (
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/lab"
 	"github.com/sgswitch/sgswitch/switch/port"
+	"github.com/sgswitch/sgswitch/switch/port/vhostuser"
 	"github.com/sgswitch/sgswitch/switch/source"
 	"github.com/sgswitch/sgswitch/switch/source/control"
 )
@@ -101,6 +102,11 @@ func (o *logOptions) dropLog(log *slog.Logger) *vswitch.DropLog {
 func newSwitch(cfg *config.Config, log *slog.Logger, drops *vswitch.DropLog, persist, inLab bool) (*vswitch.Switch, error) {
 	opt := vswitch.Options{Logger: log, OpenPort: func(spec port.Spec) (port.Port, error) {
 		device := spec.Device
+		if spec.Kind == port.KindVhostUser {
+			// The VM's queues over shared memory: no device, a socket.
+			return vhostuser.Open(device, vhostuser.Options{Socket: device, Mode: vhostuser.Mode(spec.Mode),
+				QueuePairs: cfg.Switch.Queues, NoOffload: !cfg.Switch.Offload, Logger: log})
+		}
 		if spec.Kind == port.KindNetdev {
 			// An existing device, in the switch's own namespace (in a lab
 			// too: the host end of the instance's veth pair).

@@ -363,9 +363,9 @@ func ctlInstanceList(x *ctlCmd, args []string) error {
 		return err
 	}
 	return show(x, "/v1/instances", func(tw io.Writer, list []control.InstanceView) {
-		fmt.Fprintln(tw, "NAME\tTAP\tMAC\tIPV4\tIPV6\tSECURITY-GROUPS\tSMTP-EGRESS")
+		fmt.Fprintln(tw, "NAME\tPORT\tMAC\tIPV4\tIPV6\tSECURITY-GROUPS\tSMTP-EGRESS")
 		for _, in := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", in.Name, in.TAP, in.MAC, in.IPv4, dash(in.IPv6), strings.Join(in.SecurityGroups, ","), in.SMTPEgress)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", in.Name, portOf(in), in.MAC, in.IPv4, dash(in.IPv6), strings.Join(in.SecurityGroups, ","), in.SMTPEgress)
 		}
 	})
 }
@@ -375,14 +375,25 @@ func ctlInstanceShow(x *ctlCmd, args []string) error {
 		return err
 	}
 	return show(x, "/v1/instances/"+esc(x.pos[0]), func(tw io.Writer, in control.InstanceView) {
-		for _, kv := range [][2]string{{"name", in.Name}, {"tap", in.TAP}, {"mac", in.MAC}, {"ipv4", in.IPv4}, {"ipv6", dash(in.IPv6)},
+		for _, kv := range [][2]string{{"name", in.Name}, {"port", portOf(in)}, {"mac", in.MAC}, {"ipv4", in.IPv4}, {"ipv6", dash(in.IPv6)},
 			{"security-groups", strings.Join(in.SecurityGroups, ", ")}, {"smtp-egress", strconv.FormatBool(in.SMTPEgress)}} {
 			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 		}
 	})
 }
 
-const instanceAddUsage = "NAME --mac MAC --ipv4 ADDR/PREFIX [--ipv6 ADDR/PREFIX] [--tap TAP] [--security-groups G1,G2] [--smtp-egress]"
+const instanceAddUsage = "NAME --mac MAC --ipv4 ADDR/PREFIX [--ipv6 ADDR/PREFIX] [--tap TAP | --netdev DEV | --vhost-user-socket PATH --vhost-user-mode server|client] [--security-groups G1,G2] [--smtp-egress]"
+
+// portOf says how an instance is attached, in the file's words.
+func portOf(in control.InstanceView) string {
+	switch {
+	case in.VhostUser != nil:
+		return "vhost-user " + in.VhostUser.Socket + " (" + in.VhostUser.Mode + ")"
+	case in.Netdev != "":
+		return "netdev " + in.Netdev
+	}
+	return "tap " + in.TAP
+}
 
 // splitList splits comma- (or space-) separated names.
 func splitList(args ...string) []string {
@@ -401,6 +412,9 @@ func ctlInstanceAdd(x *ctlCmd, args []string) error {
 	ipv4 := fs.String("ipv4", "", "IPv4 `ADDR/PREFIX`, e.g. 10.0.0.11/24")
 	ipv6 := fs.String("ipv6", "", "IPv6 `ADDR/PREFIX` (optional)")
 	tap := fs.String("tap", "", "TAP device `NAME` (default: the instance's name)")
+	netdev := fs.String("netdev", "", "an existing `DEVICE` to serve (e.g. the TAP QEMU made)")
+	vuSocket := fs.String("vhost-user-socket", "", "the VM's vhost-user socket `PATH`")
+	vuMode := fs.String("vhost-user-mode", "", "`server` (the switch listens) or client (QEMU listens)")
 	groups := fs.String("security-groups", "", "comma-separated `GROUPS` (default: default)")
 	smtp := fs.Bool("smtp-egress", false, "allow SMTP (port 25) out")
 	if err := x.parse(args, 1, 1, instanceAddUsage); err != nil {
@@ -418,6 +432,12 @@ func ctlInstanceAdd(x *ctlCmd, args []string) error {
 	if x.set("tap") {
 		spec.TAP = tap
 	}
+	if x.set("netdev") {
+		spec.Netdev = netdev
+	}
+	if x.set("vhost-user-socket") || x.set("vhost-user-mode") {
+		spec.VhostUser = &control.VhostUserSpec{Socket: *vuSocket, Mode: *vuMode}
+	}
 	if x.set("security-groups") {
 		spec.SecurityGroups = splitList(*groups)
 	}
@@ -427,7 +447,7 @@ func ctlInstanceAdd(x *ctlCmd, args []string) error {
 	var out control.Changed
 	return x.change(http.MethodPost, "/v1/instances", spec, &out, func() {
 		in := out.Instance
-		fmt.Fprintf(x.stdout, "added instance %s on TAP %s in security groups %s (version %d)\n", in.Name, in.TAP, strings.Join(in.SecurityGroups, ", "), out.Version)
+		fmt.Fprintf(x.stdout, "added instance %s on %s in security groups %s (version %d)\n", in.Name, portOf(*in), strings.Join(in.SecurityGroups, ", "), out.Version)
 	})
 }
 

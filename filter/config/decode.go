@@ -22,7 +22,7 @@ var (
 	groupFields     = []string{"name", "description", "rules", "external-sources"}
 	ruleFields      = []string{"flow-direction", "protocol", "network", "security-group", "start-port", "end-port", "icmp", "description"}
 	icmpFields      = []string{"type", "code"}
-	instanceFields  = []string{"name", "host", "tap", "netdev", "mac", "ipv4", "ipv6", "security-groups", "smtp-egress"}
+	instanceFields  = []string{"name", "host", "tap", "netdev", "vhost-user", "mac", "ipv4", "ipv6", "security-groups", "smtp-egress"}
 )
 
 // Ranges of the numeric fields, with the wording the error messages use.

@@ -53,7 +53,7 @@ func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 				in.TAP = s
 			}
 		}
-	} else if nameOK {
+	} else if nameOK && m.val("vhost-user") == nil {
 		if err := checkIfName(in.Name); err != nil {
 			p.errorf(m.line, m.field("tap"), "the default TAP name (the instance name) is not usable: %v; set tap", err)
 		} else {
@@ -84,6 +84,14 @@ func (p *parser) decodeInstance(n *yaml.Node, path string) Instance {
 	}
 	if v := m.val("smtp-egress"); v != nil {
 		in.SMTPEgress, _ = p.boolean(v, m.field("smtp-egress"))
+	}
+	if v := m.val("vhost-user"); v != nil {
+		// The VM's queues over shared memory: no TAP, not even the default one.
+		if m.val("tap") != nil || m.val("netdev") != nil {
+			p.errorf(v.Line, m.field("vhost-user"), "an instance has one port; give one of tap, netdev or vhost-user")
+		}
+		in.TAP, in.Netdev = "", ""
+		in.VhostUser = p.decodeVhostUser(v, m.field("vhost-user"))
 	}
 	return in
 }

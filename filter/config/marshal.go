@@ -171,9 +171,12 @@ func marshalInstance(in *Instance) *yaml.Node {
 	if in.Host != "" {
 		put(m, "host", strNode(in.Host))
 	}
-	if in.Netdev != "" {
+	switch {
+	case in.VhostUser != nil:
+		put(m, "vhost-user", marshalVhostUser(in.VhostUser))
+	case in.Netdev != "":
 		put(m, "netdev", strNode(in.Netdev))
-	} else if in.TAP != in.Name {
+	case in.TAP != in.Name:
 		put(m, "tap", strNode(in.TAP))
 	}
 	mac := strNode(in.MAC.String())

@@ -52,7 +52,7 @@ var errorCases = []struct {
 	{"unknown icmp field", "security-groups:\n- name: a\n  rules:\n  - {flow-direction: ingress, protocol: icmp, icmp: {typ: 8}, network: 0.0.0.0/0}\n", []string{
 		"x.yaml:4: security-groups[0].rules[0].icmp.typ: unknown field; valid fields here are type, code"}},
 	{"unknown instance field", "instances:\n  - {name: a, mac: \"02:00:00:00:00:01\", ipv4: 10.0.0.2/24, group: x}\n", []string{
-		"x.yaml:2: instances[0].group: unknown field; valid fields here are name, host, tap, netdev, mac, ipv4, ipv6, security-groups, smtp-egress"}},
+		"x.yaml:2: instances[0].group: unknown field; valid fields here are name, host, tap, netdev, vhost-user, mac, ipv4, ipv6, security-groups, smtp-egress"}},
 
 	// Wrong YAML types.
 	{"bool wanted", "switch: {offload: yes}\n", []string{

@@ -210,6 +210,7 @@ type Instance struct {
 	IPv6           netip.Prefix     // `ipv6`: optional; invalid when absent
 	SecurityGroups []string         // `security-groups`: ["default"] when the field is absent
 	SMTPEgress     bool             // `smtp-egress`
+	VhostUser      *VhostUser       // `vhost-user`: the VM's virtio-net queues over shared memory; nil for a TAP
 	Line           int              // line of the list entry
 }
 

@@ -61,6 +61,7 @@ func (p *parser) crossCheck(c *Config) {
 			}
 		}
 	}
+	p.checkVhostSockets(c)
 	for i, in := range c.Instances {
 		path := index("instances", i)
 		if in.Name != "" {

@@ -70,6 +70,9 @@ func plan(cfg *config.Config, o options) []node {
 	var nodes []node
 	for i := range cfg.Instances {
 		inst := &cfg.Instances[i]
+		if inst.VhostUser != nil {
+			continue // a VM's port: no namespace stands in for it
+		}
 		if inst.Netdev != "" {
 			nodes = append(nodes, node{ns: inst.Name, tap: inst.Netdev, netdev: true, inst: inst})
 		} else {

@@ -141,6 +141,9 @@ const (
 	// KindNetdev: an existing device someone else made, served from its
 	// host side (Netdev).
 	KindNetdev
+	// KindVhostUser: a VM's virtio-net queues over shared memory, served on
+	// a vhost-user socket (package vhostuser); Device is the socket's path.
+	KindVhostUser
 )
 
 func (k Kind) String() string {
@@ -149,6 +152,8 @@ func (k Kind) String() string {
 		return "tap"
 	case KindNetdev:
 		return "netdev"
+	case KindVhostUser:
+		return "vhost-user"
 	}
 	return "unknown"
 }
@@ -160,4 +165,7 @@ type Spec struct {
 	// Uplink: the port towards the rest of the network (a netdev uplink is
 	// promiscuous).
 	Uplink bool
+	// Mode is a vhost-user port's socket role: "server" (the switch
+	// listens) or "client" (the switch connects).
+	Mode string
 }

@@ -1,28 +1,19 @@
 package vhostuser
 
-import "github.com/sgswitch/sgswitch/switch/port"
+// The batch forms of port.Port on the Port itself: its first queue pair, as
+// Read and Write are (see Queue for the batches).
 
-// The batch forms of port.Port, one frame per call for now: a queue moves one
-// descriptor chain per Read or Write.
-
-// ReadBatch reads one frame.
-func (q *Queue) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
-	return port.ReadOne(q, bufs, sizes)
-}
-
-// WriteBatch writes the frames one by one.
-func (q *Queue) WriteBatch(frames [][]byte) (int, error) { return port.WriteEach(q, frames) }
-
-// BatchSize is 1: ReadBatch returns one frame.
-func (q *Queue) BatchSize() int { return 1 }
-
-// ReadBatch reads one frame from the first queue pair, as Read does.
+// ReadBatch reads from the first queue pair, as Read does.
 func (p *Port) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
-	return port.ReadOne(p, bufs, sizes)
+	if len(p.queues) > 1 {
+		_, err := p.Read(nil) // the same refusal
+		return 0, err
+	}
+	return p.queues[0].ReadBatch(bufs, sizes)
 }
 
 // WriteBatch writes the frames to the first queue pair.
 func (p *Port) WriteBatch(frames [][]byte) (int, error) { return p.queues[0].WriteBatch(frames) }
 
-// BatchSize is 1: ReadBatch returns one frame.
-func (p *Port) BatchSize() int { return 1 }
+// BatchSize is how many buffers a reader should offer ReadBatch.
+func (p *Port) BatchSize() int { return BatchSize }

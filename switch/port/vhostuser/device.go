@@ -133,10 +133,10 @@ func (d *device) refresh(idx uint32, v *vring) {
 func (d *device) handle(m Message) (reply uint64, hasReply bool, err error) {
 	switch m.Req {
 	case ReqGetFeatures:
-		return OfferedFeatures, true, nil
+		return d.p.offered, true, nil
 	case ReqSetFeatures:
-		if m.U64&^OfferedFeatures != 0 {
-			return 0, false, fmt.Errorf("features %#x include ones not offered (%#x)", m.U64, m.U64&^OfferedFeatures)
+		if m.U64&^d.p.offered != 0 {
+			return 0, false, fmt.Errorf("features %#x include ones not offered (%#x)", m.U64, m.U64&^d.p.offered)
 		}
 		d.features = m.U64
 		for i, v := range d.p.rings {

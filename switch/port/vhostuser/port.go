@@ -36,7 +36,11 @@ type Options struct {
 	// QueuePairs is how many receive/transmit queue pairs the port offers
 	// (GET_QUEUE_NUM); each transmit queue gets its own worker. 0 means 1.
 	QueuePairs int
-	Logger     *slog.Logger
+	// NoOffload offers the guest no checksum or TSO offloads (the switch's
+	// `offload: false`): its frames then need no virtio-net header help from
+	// the ports they leave by.
+	NoOffload bool
+	Logger    *slog.Logger
 }
 
 // MaxQueuePairs bounds Options.QueuePairs (ring indices are 8 bits wide).
@@ -78,6 +82,7 @@ type Port struct {
 	mu       sync.Mutex
 	conn     *net.UnixConn
 	listener *net.UnixListener
+	offered  uint64 // the features GET_FEATURES answers
 	Counters Counters
 }
 
@@ -95,9 +100,12 @@ func Open(name string, opt Options) (*Port, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Port{name: name, opt: opt, log: opt.Logger, done: make(chan struct{})}
-	for range 2 * qp {
-		v, err := newVring()
+	p := &Port{name: name, opt: opt, log: opt.Logger, done: make(chan struct{}), offered: OfferedFeatures}
+	if opt.NoOffload {
+		p.offered &^= offloadFeatures
+	}
+	for i := range 2 * qp {
+		v, err := newVring(i%2 == 0)
 		if err != nil {
 			p.closeRings()
 			return nil, err
@@ -314,6 +322,8 @@ type Queue struct {
 	pfd     [2]unix.PollFd
 	drain   [8]byte
 	pollFor time.Duration // adaptive: how long to poll before parking
+	one     [1][]byte     // Read's buffer as a batch of one
+	sizes   [1]int
 }
 
 // Poll bounds: a worker that finds frames while polling polls longer next
@@ -323,16 +333,31 @@ const (
 	maxPoll = 50 * time.Microsecond
 )
 
-func (q *Queue) Name() string        { return q.p.name }
-func (q *Queue) VnetHdrLen() int     { return port.VnetHdrSize }
-func (q *Queue) Close() error        { return q.p.Close() }
-func (q *Queue) Counters() *Counters { return &q.p.Counters }
+func (q *Queue) Name() string    { return q.p.name }
+func (q *Queue) VnetHdrLen() int { return port.VnetHdrSize }
+func (q *Queue) Close() error    { return q.p.Close() }
+
+// BatchSize is the most frames one ReadBatch returns.
+const BatchSize = 32
+
+// BatchSize is how many buffers a reader should offer ReadBatch.
+func (q *Queue) BatchSize() int { return BatchSize }
 
 // Read copies the next frame the guest transmits on this queue into buf
-// (10-byte virtio-net header first). It polls the ring for a while when it is
-// empty, with kicks suppressed, then asks for a kick and parks on the kick
-// eventfd. It waits while no frontend is connected.
+// (10-byte virtio-net header first). See ReadBatch.
 func (q *Queue) Read(buf []byte) (int, error) {
+	q.one[0] = buf
+	_, err := q.ReadBatch(q.one[:], q.sizes[:])
+	q.one[0] = nil
+	return q.sizes[0], err
+}
+
+// ReadBatch copies the frames the guest transmitted on this queue, up to
+// len(bufs), each with the 10-byte virtio-net header first, and hands the
+// guest its buffers back once for the batch. It polls the ring for a while
+// when it is empty, with kicks suppressed, then asks for a kick and parks on
+// the kick eventfd. It waits while no frontend is connected.
+func (q *Queue) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	p, v := q.p, q.tx
 	p.readers.Add(1)
 	defer p.readers.Add(-1)
@@ -348,31 +373,49 @@ func (q *Queue) Read(buf []byte) (int, error) {
 			q.park(v, -1, gen, -1)
 			continue
 		}
-		n, res, why := v.popTx(buf)
-		switch res {
-		case popFrame:
+		got, broken := 0, notBroken
+		for got < len(bufs) {
+			n, res, why := v.popTx(bufs[got])
+			if res == popEmpty {
+				break
+			}
+			if res == popBroken {
+				broken = why
+				break
+			}
+			if res == popDropped {
+				p.Counters.TxBadFrame.Add(1)
+				continue
+			}
+			if !q.txOffloadOK(v, bufs[got][:n]) {
+				p.Counters.TxNoOffload.Add(1)
+				continue
+			}
+			sizes[got] = n
+			got++
+		}
+		if v.pending > 0 {
+			v.publishUsed()
+			if v.pending >= BatchSize || got < len(bufs) {
+				v.interrupt()
+			}
+		}
+		if broken != notBroken {
+			p.breakRing(v, broken)
+			v.mu.Unlock()
+			if got > 0 {
+				return got, nil
+			}
+			continue
+		}
+		if got > 0 {
 			if !pollStart.IsZero() {
 				q.pollFor = min(2*q.pollFor, maxPoll)
 			}
-			ok := q.txOffloadOK(v, buf[:n])
 			v.mu.Unlock()
-			if !ok {
-				p.Counters.TxNoOffload.Add(1)
-				pollStart = time.Time{}
-				continue
-			}
-			return n, nil
-		case popDropped:
-			v.mu.Unlock()
-			p.Counters.TxBadFrame.Add(1)
-			continue
-		case popBroken:
-			p.breakRing(v, why)
-			v.mu.Unlock()
-			continue
+			return got, nil
 		}
-		// Empty: hand back completions, then poll for a while.
-		v.interrupt()
+		// Empty: poll for a while.
 		now := time.Now()
 		if pollStart.IsZero() {
 			pollStart = now
@@ -471,46 +514,96 @@ func rxOffloadOK(v *vring, h port.VnetHdr) bool {
 }
 
 // Write copies frame (10-byte virtio-net header, then the Ethernet frame) into
-// the guest's receive queue of this pair, or of the first running pair when
-// the guest uses fewer pairs than offered. It never waits: without a receive
-// buffer the frame is dropped and counted.
+// the guest's receive queue. See WriteBatch.
 func (q *Queue) Write(frame []byte) (int, error) {
+	one := [1][]byte{frame} // on the stack: Write has concurrent callers
+	_, err := q.WriteBatch(one[:])
+	if err != nil {
+		return 0, err
+	}
+	return len(frame), nil
+}
+
+// WriteBatch copies frames (each a 10-byte virtio-net header, then the
+// Ethernet frame) into the guest's receive queue of this pair, or of the
+// first running pair when the guest uses fewer pairs than offered, and
+// signals the guest once for the batch. It never waits: a frame without a
+// receive buffer is dropped and counted. It returns how many frames it
+// delivered and the error of the first it did not.
+func (q *Queue) WriteBatch(frames [][]byte) (int, error) {
 	p := q.p
 	if p.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	if len(frame) < port.VnetHdrSize {
-		return 0, ErrNoBuffer
-	}
-	h, _ := port.DecodeVnetHdr(frame)
+	var v *vring
 	for i := range p.queues {
-		qq := p.queues[(q.q+i)%len(p.queues)]
-		v := p.rings[2*qq.q]
-		v.mu.Lock()
-		if !v.running {
-			v.mu.Unlock()
+		r := p.rings[2*p.queues[(q.q+i)%len(p.queues)].q]
+		r.mu.Lock()
+		if r.running {
+			v = r
+			break
+		}
+		r.mu.Unlock()
+	}
+	if v == nil {
+		p.Counters.RxNotReady.Add(uint64(len(frames)))
+		return 0, ErrNotReady
+	}
+	sent := 0
+	var first error
+	fail := func(err error, c *atomic.Uint64) {
+		c.Add(1)
+		if first == nil {
+			first = err
+		}
+	}
+	for _, f := range frames {
+		if len(f) < port.VnetHdrSize {
+			fail(ErrNoBuffer, &p.Counters.RxNoBuffer)
 			continue
 		}
+		h, _ := port.DecodeVnetHdr(f)
 		if !rxOffloadOK(v, h) {
-			v.mu.Unlock()
-			p.Counters.RxNoOffload.Add(1)
-			return 0, ErrNoOffload
+			fail(ErrNoOffload, &p.Counters.RxNoOffload)
+			continue
 		}
-		res, why := v.pushRx(frame, &v.rx)
-		switch res {
-		case pushDone:
-			v.interrupt()
-			v.mu.Unlock()
-			return len(frame), nil
-		case pushBroken:
+		res, why := v.pushRx(f, &v.rx)
+		if res == pushBroken {
 			p.breakRing(v, why)
+			p.Counters.RxNotReady.Add(uint64(len(frames) - sent))
+			if first == nil {
+				first = ErrNotReady
+			}
 			v.mu.Unlock()
-			return 0, ErrNotReady
+			return sent, first
 		}
-		v.mu.Unlock()
-		p.Counters.RxNoBuffer.Add(1)
-		return 0, ErrNoBuffer
+		if res == pushNoBuffer {
+			fail(ErrNoBuffer, &p.Counters.RxNoBuffer)
+			continue
+		}
+		sent++
 	}
-	p.Counters.RxNotReady.Add(1)
-	return 0, ErrNotReady
+	if sent > 0 {
+		v.publishUsed()
+		v.interrupt()
+	}
+	v.mu.Unlock()
+	return sent, first
+}
+
+// Status says whether a frontend is connected (up) or the port waits for
+// one, and how many connections it served and lost.
+func (p *Port) Status() port.Status {
+	c := p.Counters.Connects.Load()
+	if p.closed.Load() {
+		return port.Status{State: port.StateClosed, Attaches: c, Losses: c}
+	}
+	if p.Connected() {
+		return port.Status{State: port.StateUp, Attaches: c, Losses: c - 1}
+	}
+	why := "waiting for QEMU to connect to " + p.opt.Socket
+	if p.opt.Mode == Client {
+		why = "connecting to QEMU's socket " + p.opt.Socket
+	}
+	return port.Status{State: port.StateWaiting, Reason: why, Attaches: c, Losses: c}
 }

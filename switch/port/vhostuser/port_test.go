@@ -17,7 +17,7 @@ import (
 )
 
 // sockPath is a socket path in a test-owned directory named with the vh prefix.
-func sockPath(t *testing.T) string {
+func sockPath(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "vh-test-")
 	if err != nil {
@@ -31,6 +31,10 @@ var defaultCfg = vhosttest.Config{Pairs: 1, Features: vhosttest.DefaultFeatures,
 
 // pair opens a server port and connects a guest to it.
 func pair(t *testing.T, cfg vhosttest.Config) (*vhostuser.Port, *vhosttest.Guest) {
+	return benchPair(t, cfg)
+}
+
+func benchPair(t testing.TB, cfg vhosttest.Config) (*vhostuser.Port, *vhosttest.Guest) {
 	t.Helper()
 	path := sockPath(t)
 	p, err := vhostuser.Open("vh0", vhostuser.Options{Socket: path, Mode: vhostuser.Server, QueuePairs: max(cfg.Pairs, 1)})
@@ -48,7 +52,7 @@ func pair(t *testing.T, cfg vhosttest.Config) (*vhostuser.Port, *vhosttest.Guest
 	return p, g
 }
 
-func guest(t *testing.T) *vhosttest.Guest {
+func guest(t testing.TB) *vhosttest.Guest {
 	t.Helper()
 	g, err := vhosttest.New(16 << 20)
 	if err != nil {
@@ -146,6 +150,10 @@ func TestTransmitAndReceive(t *testing.T) {
 			out := append(make([]byte, port.VnetHdrSize), frame(tc.size, 7)...)
 			if _, err := p.Write(out); err != nil {
 				t.Fatal(err)
+			}
+			// The guest asked for interrupts: it gets one.
+			if !g.RX(0).WaitCall(5 * time.Second) {
+				t.Fatal("no interrupt for the received frame")
 			}
 			got := receive(t, g, 0)
 			if len(got) != hl+tc.size || !bytes.Equal(got[hl:], out[port.VnetHdrSize:]) {
@@ -433,5 +441,80 @@ func TestServerSocketChecks(t *testing.T) {
 	p.Close()
 	if _, err := vhostuser.Open("vh0", vhostuser.Options{Socket: path, Mode: "both"}); err == nil {
 		t.Fatal("bad mode accepted")
+	}
+}
+
+// TestBatches: ReadBatch hands over every frame waiting, up to the batch;
+// WriteBatch delivers a batch and reports the frames it could not.
+func TestBatches(t *testing.T) {
+	p, g := pair(t, defaultCfg)
+	q := p.Queues()[0].(*vhostuser.Queue)
+	for i := range 40 {
+		g.TX(0).Transmit(nil, frame(60+i, byte(i)))
+	}
+	g.TX(0).Publish()
+	bufs := make([][]byte, vhostuser.BatchSize)
+	for i := range bufs {
+		bufs[i] = make([]byte, port.BufSize)
+	}
+	sizes := make([]int, len(bufs))
+	got := 0
+	for got < 40 {
+		n, err := q.ReadBatch(bufs, sizes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 1 || n > len(bufs) {
+			t.Fatalf("ReadBatch returned %d", n)
+		}
+		for i := range n {
+			if sizes[i] != port.VnetHdrSize+60+got+i {
+				t.Fatalf("frame %d: %d bytes", got+i, sizes[i])
+			}
+		}
+		got += n
+	}
+	if g.TX(0).UsedIdx() != 40 {
+		t.Fatalf("%d chains handed back", g.TX(0).UsedIdx())
+	}
+	// 20 receive buffers for a batch of 24 frames: 20 delivered, 4 counted.
+	cfg := defaultCfg
+	cfg.RingSize = 32
+	p2, g2 := pair(t, cfg)
+	for range 20 {
+		g2.RX(0).Post(0)
+	}
+	for i := range uint16(20) {
+		g2.RX(0).SetDesc(i, g2.GuestAddr(g2.RX(0).Bufs+int(i)*cfg.BufSize), 2048, 2, 0)
+		binary.LittleEndian.PutUint16(g2.Mem[g2.RX(0).Avail+4+2*int(i):], i)
+	}
+	g2.RX(0).Publish()
+	frames := make([][]byte, 24)
+	for i := range frames {
+		frames[i] = append(make([]byte, 10), frame(100, byte(i))...)
+	}
+	n, err := p2.Queues()[0].(*vhostuser.Queue).WriteBatch(frames)
+	if n != 20 || !errors.Is(err, vhostuser.ErrNoBuffer) || p2.Counters.RxNoBuffer.Load() != 4 {
+		t.Fatalf("WriteBatch: %d sent, %v, %d counted", n, err, p2.Counters.RxNoBuffer.Load())
+	}
+	for i := range 20 {
+		if b := receive(t, g2, 0); b[12+20] != byte(i)+20 {
+			t.Fatalf("frame %d out of order", i)
+		}
+	}
+}
+
+// TestReceiveRingNeverKicked: nothing waits for a guest's receive buffers,
+// so the switch asks never to be kicked for them (a kick is a VM exit).
+func TestReceiveRingNeverKicked(t *testing.T) {
+	for _, features := range []uint64{vhosttest.DefaultFeatures, vhosttest.DefaultFeatures &^ vhostuser.FeatEventIdx} {
+		_, g := pair(t, vhosttest.Config{Pairs: 1, Features: features, RingSize: 64, BufSize: 2048})
+		for range 3 {
+			g.RX(0).PostReceive()
+			g.RX(0).Publish()
+		}
+		if k := g.RX(0).Kicks; k != 0 {
+			t.Fatalf("features %#x: the guest kicked its receive ring %d times", features, k)
+		}
 	}
 }

@@ -80,12 +80,15 @@ const (
 	FeatEventIdx         = 1 << 29 // VIRTIO_RING_F_EVENT_IDX
 	FeatProtocolFeatures = 1 << 30 // VHOST_USER_F_PROTOCOL_FEATURES
 	FeatVersion1         = 1 << 32 // VIRTIO_F_VERSION_1
-	// FeatIndirectDesc is not offered: a chain is walked in the ring's own
-	// descriptor table only. Named for the check that refuses it.
-	featIndirectDesc = 1 << 28
+	// VIRTIO_RING_F_INDIRECT_DESC is not offered: a chain is walked in the
+	// ring's own descriptor table only, and an indirect descriptor breaks it.
 )
 
-// OfferedFeatures is what GET_FEATURES answers.
+// offloadFeatures are the offloads, left out of the offer with Options.NoOffload.
+const offloadFeatures = FeatCsum | FeatGuestCsum | FeatGuestTSO4 | FeatGuestTSO6 | FeatHostTSO4 | FeatHostTSO6
+
+// OfferedFeatures is what GET_FEATURES answers (less offloadFeatures with
+// Options.NoOffload).
 const OfferedFeatures = FeatCsum | FeatGuestCsum | FeatGuestTSO4 | FeatGuestTSO6 | FeatHostTSO4 |
 	FeatHostTSO6 | FeatMrgRxbuf | FeatEventIdx | FeatProtocolFeatures | FeatVersion1
 
@@ -256,16 +259,6 @@ func Decode(hdr, payload []byte, fds []int) (Message, error) {
 		return Message{}, fmt.Errorf("%v: %d file descriptors came with it; it takes %d", req, len(fds), wantFds)
 	}
 	return m, nil
-}
-
-// hasReply says whether a request is answered by definition (then the
-// need-reply flag asks for nothing more).
-func hasReply(r Request) bool {
-	switch r {
-	case ReqGetFeatures, ReqGetProtocolFeatures, ReqGetQueueNum, ReqGetVringBase:
-		return true
-	}
-	return false
 }
 
 // encodeReply writes a reply with a payload of one u64 (or a vring state,

@@ -67,6 +67,7 @@ type vring struct {
 	broken   brokenReason
 	gen      uint64 // bumped on every configuration change
 	wake     int    // eventfd that wakes the parked worker on a change
+	isRx     bool   // a receive queue (the switch writes into it)
 	features uint64
 
 	// Running state, derived when the ring starts.
@@ -92,12 +93,12 @@ type vring struct {
 	one        [8]byte  // eventfd increment
 }
 
-func newVring() (*vring, error) {
+func newVring(rx bool) (*vring, error) {
 	w, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, err
 	}
-	v := &vring{kick: -1, call: -1, errFd: -1, wake: w}
+	v := &vring{kick: -1, call: -1, errFd: -1, wake: w, isRx: rx}
 	binary.LittleEndian.PutUint64(v.one[:], 1)
 	return v, nil
 }
@@ -193,6 +194,16 @@ func (v *vring) refreshWith(protocolFeatures bool) string {
 	v.signalled = v.usedIdx
 	v.pending = 0
 	v.usedFlags = 0
+	if v.isRx {
+		// Nothing waits for the guest to add receive buffers (a frame with
+		// none is dropped): it need never kick this ring. With EVENT_IDX the
+		// event index is put just behind the ring and never moved (the guest
+		// then kicks once per 65,536 buffers).
+		v.usedFlags = usedFNoNotify
+		if ev {
+			binary.LittleEndian.PutUint16(v.used[4+8*int(v.num):], v.lastAvail-1)
+		}
+	}
 	v.running = true
 	v.publishUsed()
 	return ""
@@ -296,8 +307,9 @@ const (
 
 // popTx copies the next frame the guest transmitted into buf as the switch's
 // ports carry it: the 10-byte virtio-net header, then the Ethernet frame. The
-// guest's buffers are returned to it at once: the copy is the switch's own,
-// which the guest can no longer change.
+// guest's buffers are handed back (used entry written; the caller publishes
+// it before looking at the copy): the copy is the switch's own, which the
+// guest can no longer change.
 func (v *vring) popTx(buf []byte) (int, popResult, brokenReason) {
 	head, ok, b := v.nextHead()
 	if !ok {
@@ -348,14 +360,11 @@ func (v *vring) popTx(buf []byte) (int, popResult, brokenReason) {
 		}
 		i = next
 	}
+	// The used entry is published by the caller, once per batch.
 	v.putUsed(v.usedIdx, head, 0)
 	v.usedIdx++
 	v.lastAvail++
 	v.pending++
-	v.publishUsed()
-	if v.pending >= 32 {
-		v.interrupt()
-	}
 	if !fits || pos < h || len(buf) < port.VnetHdrSize {
 		return 0, popDropped, notBroken
 	}
@@ -473,8 +482,7 @@ func (v *vring) pushRx(frame []byte, s *rxStream) (pushResult, brokenReason) {
 		}
 	}
 	v.pending += int(chains)
-	v.publishUsed()
-	return pushDone, notBroken
+	return pushDone, notBroken // published by the caller, once per batch
 }
 
 func (v *vring) h12() bool { return v.hdrLen == port.VnetHdrSize+2 }

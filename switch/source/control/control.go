@@ -57,13 +57,15 @@ func Serve(ctx context.Context, l net.Listener, w *source.Writer) error {
 
 // InstanceView is one instance as the API shows it.
 type InstanceView struct {
-	Name           string   `json:"name"`
-	TAP            string   `json:"tap"`
-	MAC            string   `json:"mac"`
-	IPv4           string   `json:"ipv4"`
-	IPv6           string   `json:"ipv6,omitempty"`
-	SecurityGroups []string `json:"security-groups"`
-	SMTPEgress     bool     `json:"smtp-egress"`
+	Name           string         `json:"name"`
+	TAP            string         `json:"tap"` // "" for the other port kinds
+	Netdev         string         `json:"netdev,omitempty"`
+	VhostUser      *VhostUserSpec `json:"vhost-user,omitempty"`
+	MAC            string         `json:"mac"`
+	IPv4           string         `json:"ipv4"`
+	IPv6           string         `json:"ipv6,omitempty"`
+	SecurityGroups []string       `json:"security-groups"`
+	SMTPEgress     bool           `json:"smtp-egress"`
 }
 
 // Handler is the HTTP handler of the control API (SPEC §8; the resources

@@ -242,6 +242,12 @@ func TestControlRefused(t *testing.T) {
 			nil, 400, []string{"smtp-egress: want true or false"}},
 		{"instance TAP does not open", "POST", "/v1/instances", `{"name": "web2", "tap": "fail0", "mac": "02:00:00:00:00:12", "ipv4": "10.0.0.12/24"}`,
 			nil, 500, []string{"device busy", "nothing changed"}},
+		{"instance vhost-user bad mode", "POST", "/v1/instances", `{"name": "vm2", "mac": "02:00:00:00:00:12", "ipv4": "10.0.0.12/24", "vhost-user": {"socket": "/run/vm2.sock", "mode": "both"}}`,
+			nil, 400, []string{`vhost-user.mode: "both"; give server`}},
+		{"instance vhost-user without socket", "POST", "/v1/instances", `{"name": "vm2", "mac": "02:00:00:00:00:12", "ipv4": "10.0.0.12/24", "vhost-user": {"mode": "client"}}`,
+			nil, 400, []string{"vhost-user.socket: missing"}},
+		{"instance vhost-user and tap", "POST", "/v1/instances", `{"name": "vm2", "tap": "t2", "mac": "02:00:00:00:00:12", "ipv4": "10.0.0.12/24", "vhost-user": {"socket": "/run/vm2.sock", "mode": "client"}}`,
+			nil, 400, []string{"give one of tap, netdev or vhost-user"}},
 		{"remove unknown instance", "DELETE", "/v1/instances/nope", "", nil, 404, []string{`no instance named "nope"; the instances are web1, db1`}},
 		{"show unknown instance", "GET", "/v1/instances/nope", "", nil, 404, []string{`no instance named "nope"`}},
 		{"groups of unknown instance", "PUT", "/v1/instances/nope/security-groups", `["web"]`, nil, 404, []string{`no instance named "nope"`}},
@@ -863,4 +869,30 @@ func TestControlWriteFailures(t *testing.T) {
 			t.Error("not in force")
 		}
 	})
+}
+
+// TestControlVhostUserInstance: an instance with a vhost-user port is added
+// through the API with the file's field names, shown, and written back.
+func TestControlVhostUserInstance(t *testing.T) {
+	e := newControlEnv(t, nil)
+	r := e.do("POST", "/v1/instances", `{"name": "vm2", "mac": "02:00:00:00:00:12", "ipv4": "10.0.0.12/24", "vhost-user": {"socket": "/run/vh/vm2.sock", "mode": "client"}}`)
+	if r.code != 201 {
+		t.Fatalf("POST: %d %s", r.code, r.body)
+	}
+	var ch Changed
+	if err := json.Unmarshal([]byte(r.body), &ch); err != nil {
+		t.Fatal(err)
+	}
+	if vu := ch.Instance.VhostUser; vu == nil || vu.Socket != "/run/vh/vm2.sock" || vu.Mode != "client" || ch.Instance.TAP != "" {
+		t.Fatalf("instance view %+v", ch.Instance)
+	}
+	e.agree()
+	cfg, err := config.Load(e.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := cfg.Instance("vm2")
+	if in == nil || in.VhostUser == nil || in.VhostUser.Mode != config.VhostClient || in.TAP != "" {
+		t.Fatalf("written back as %+v", in)
+	}
 }

@@ -58,13 +58,22 @@ type GroupView struct {
 // InstanceSpec is the body of POST /v1/instances. A nil SecurityGroups is an
 // absent field (the instance joins `default`); an empty list is refused.
 type InstanceSpec struct {
-	Name           *string  `json:"name"`
-	TAP            *string  `json:"tap,omitempty"`
-	MAC            *string  `json:"mac"`
-	IPv4           *string  `json:"ipv4"`
-	IPv6           *string  `json:"ipv6,omitempty"`
-	SecurityGroups []string `json:"security-groups,omitempty"`
-	SMTPEgress     *bool    `json:"smtp-egress,omitempty"`
+	Name           *string        `json:"name"`
+	TAP            *string        `json:"tap,omitempty"`
+	Netdev         *string        `json:"netdev,omitempty"`
+	VhostUser      *VhostUserSpec `json:"vhost-user,omitempty"`
+	MAC            *string        `json:"mac"`
+	IPv4           *string        `json:"ipv4"`
+	IPv6           *string        `json:"ipv6,omitempty"`
+	SecurityGroups []string       `json:"security-groups,omitempty"`
+	SMTPEgress     *bool          `json:"smtp-egress,omitempty"`
+}
+
+// VhostUserSpec is an instance's vhost-user port, as in the file; a field
+// left out is reported missing by the file's own validation.
+type VhostUserSpec struct {
+	Socket string `json:"socket,omitempty"`
+	Mode   string `json:"mode,omitempty"`
 }
 
 // ExternalSourcesSpec is the body of PUT .../external-sources (a bare JSON
@@ -216,8 +225,11 @@ func groupView(cfg *config.Config, g *config.SecurityGroup) GroupView {
 }
 
 func instanceView(in *config.Instance) InstanceView {
-	v := InstanceView{Name: in.Name, TAP: in.TAP, MAC: in.MAC.String(), IPv4: in.IPv4.String(),
+	v := InstanceView{Name: in.Name, TAP: in.TAP, Netdev: in.Netdev, MAC: in.MAC.String(), IPv4: in.IPv4.String(),
 		SecurityGroups: in.SecurityGroups, SMTPEgress: in.SMTPEgress}
+	if vu := in.VhostUser; vu != nil {
+		v.VhostUser = &VhostUserSpec{Socket: vu.Socket, Mode: vu.Mode}
+	}
 	if in.IPv6.IsValid() {
 		v.IPv6 = in.IPv6.String()
 	}
@@ -363,10 +375,21 @@ func (in *InstanceSpec) node() *yaml.Node {
 	for _, f := range []struct {
 		key string
 		val *string
-	}{{"name", in.Name}, {"tap", in.TAP}, {"mac", in.MAC}, {"ipv4", in.IPv4}, {"ipv6", in.IPv6}} {
+	}{{"name", in.Name}, {"tap", in.TAP}, {"netdev", in.Netdev}, {"mac", in.MAC}, {"ipv4", in.IPv4}, {"ipv6", in.IPv6}} {
 		if f.val != nil {
 			yPut(m, f.key, yStr(*f.val))
 		}
+	}
+	if vu := in.VhostUser; vu != nil {
+		n := yMap()
+		n.Style = yaml.FlowStyle
+		if vu.Socket != "" {
+			yPut(n, "socket", yStr(vu.Socket))
+		}
+		if vu.Mode != "" {
+			yPut(n, "mode", yStr(vu.Mode))
+		}
+		yPut(m, "vhost-user", n)
 	}
 	if in.SecurityGroups != nil {
 		yPut(m, "security-groups", yList(in.SecurityGroups))

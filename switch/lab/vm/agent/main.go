@@ -300,7 +300,9 @@ func ping(addr string, count int, timeout time.Duration) (string, error) {
 		count = 1
 	}
 	secs := int((timeout + time.Second - 1) / time.Second)
-	out, err := exec.Command(busybox, "ping", "-c", fmt.Sprint(count), "-w", fmt.Sprint(secs), addr).CombinedOutput()
+	// -w bounds the whole run, -W the wait for an answer after the last
+	// request (busybox waits 10s by default, whatever -w says).
+	out, err := exec.Command(busybox, "ping", "-c", fmt.Sprint(count), "-w", fmt.Sprint(secs), "-W", fmt.Sprint(secs), addr).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("ping %s: no reply within %v", addr, timeout)
 	}

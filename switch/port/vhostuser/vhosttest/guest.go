@@ -229,9 +229,6 @@ func (g *Guest) MemTablePayload() []byte {
 	return p
 }
 
-// MemFd is the guest memory's file descriptor (for raw SET_MEM_TABLE tests).
-func (g *Guest) MemFd() int { return g.memfd }
-
 // Config is what Setup negotiates.
 type Config struct {
 	Pairs    int
@@ -399,9 +396,6 @@ func (r *Ring) Buf(i uint16) []byte {
 
 // UsedIdx loads used.idx.
 func (r *Ring) UsedIdx() uint16 { return uint16(atomic.LoadUint32(r.word(r.Used)) >> 16) }
-
-// AvailIdx is the guest's shadow of avail.idx.
-func (r *Ring) AvailIdx() uint16 { return r.availIdx }
 
 // Post puts chain head into the available ring without publishing it.
 func (r *Ring) Post(head uint16) {
