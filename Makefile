@@ -111,3 +111,9 @@ bench-vhost: build
 	@dpkg -s nftables >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null)
 	$(GO) build -o bin/bench-vhost ./bench/vhost
 	./bin/bench-vhost -sgswitch $(BIN) $(BENCH_VHOST_FLAGS)
+
+# demo-vm: the seed scenario's groups with two real QEMU VMs (frontend1 and
+# backend1) among the instances, on netdev ports; the rest are namespaces
+# (root; make deps installs QEMU, busybox-static and the guests' kernel).
+demo-vm: deps build
+	$(GO) run ./cmd/vmdemo -sgswitch $(BIN) -c testdata/lab/seed.yaml

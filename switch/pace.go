@@ -65,11 +65,21 @@ func (p *pacer) judge(now int64) {
 	p.windowStart, p.frames, p.unusual = now, 0, 0
 }
 
-// afterRead is called with how long a read took: when the port is paced and
-// the read had to wait for its frame, the queue was empty, and the worker
-// lets the next frames queue before reading again.
-func (p *pacer) afterRead(took time.Duration) {
-	if p.paced && took >= paceWaited {
+// beforeRead is called before each read: it notes the time when the port
+// is paced (and only then: reading the clock twice a read is 0.1 µs a
+// frame on a TAP, for nothing when no port floods).
+func (p *pacer) beforeRead() time.Time {
+	if !p.paced {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// afterRead is called after each read with what beforeRead returned: when
+// the port is paced and the read had to wait for its frame, the queue was
+// empty, and the worker lets the next frames queue before reading again.
+func (p *pacer) afterRead(start time.Time) {
+	if p.paced && !start.IsZero() && time.Since(start) >= paceWaited {
 		time.Sleep(paceInterval)
 	}
 }

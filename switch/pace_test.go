@@ -51,13 +51,16 @@ func TestPacer(t *testing.T) {
 			if p.paced != tc.paced {
 				t.Fatalf("paced = %v, want %v", p.paced, tc.paced)
 			}
+			if t0 := p.beforeRead(); tc.paced == t0.IsZero() {
+				t.Fatalf("beforeRead = %v with paced %v", t0, tc.paced)
+			}
 			start := time.Now()
-			p.afterRead(time.Microsecond) // a queued frame: never a pause
+			p.afterRead(time.Now()) // a queued frame: never a pause
 			if d := time.Since(start); d >= paceInterval {
 				t.Fatalf("paused %v after a read that did not wait", d)
 			}
 			start = time.Now()
-			p.afterRead(paceWaited)
+			p.afterRead(time.Now().Add(-paceWaited)) // a read that waited
 			if d := time.Since(start); tc.paced != (d >= paceInterval) {
 				t.Fatalf("paced %v, paused %v after a read that waited", tc.paced, d)
 			}

@@ -93,7 +93,7 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 	src := pr.queues[q]
 	w := newWorker(src.BatchSize())
 	for {
-		t0 := time.Now()
+		t0 := w.pace.beforeRead()
 		n, err := src.ReadBatch(w.views, w.sizes)
 		if err != nil {
 			if pr.removed.Load() {
@@ -107,12 +107,11 @@ func (s *Switch) serve(pr *portRuntime, q int) error {
 			s.log.Error("port failed; it is not served until it is re-added", "port", pr.device, "err", err)
 			return nil
 		}
-		took := time.Since(t0)
 		s.clock.Touch() // wakes the clock's refresher if it naps (clock.go)
 		pr.counters.RxCalls.Add(1)
 		s.serveBatch(pr, q, w, n)
 		w.pace.judge(s.clock.Now())
-		w.pace.afterRead(took)
+		w.pace.afterRead(t0)
 	}
 }
 

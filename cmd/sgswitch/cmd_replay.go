@@ -16,9 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sgswitch/sgswitch/capture"
 	"github.com/sgswitch/sgswitch/filter"
 	vswitch "github.com/sgswitch/sgswitch/switch"
+	"github.com/sgswitch/sgswitch/switch/capture"
 	"golang.org/x/sys/unix"
 )
 

@@ -7,9 +7,9 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/sgswitch/sgswitch/capture"
 	"github.com/sgswitch/sgswitch/filter/config"
 	vswitch "github.com/sgswitch/sgswitch/switch"
+	"github.com/sgswitch/sgswitch/switch/capture"
 )
 
 // replayAgainst is `replay --against`: the captures under the current and

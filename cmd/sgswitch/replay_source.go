@@ -5,9 +5,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/sgswitch/sgswitch/capture"
 	"github.com/sgswitch/sgswitch/filter/config"
 	vswitch "github.com/sgswitch/sgswitch/switch"
+	"github.com/sgswitch/sgswitch/switch/capture"
 )
 
 // replaySource is the frame iteration replay (and what-if) runs on: the
