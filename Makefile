@@ -3,7 +3,7 @@
 GO      ?= go
 BIN     := bin/sgswitch
 PKGS    := ./...
-APT_PKGS := udhcpc iputils-ping iproute2 util-linux qemu-system-x86 busybox-static
+APT_PKGS := udhcpc iputils-ping iproute2 util-linux qemu-system-x86 busybox-static etcd-server nftables
 # GUEST_DIR holds the kernel of the QEMU test guests (switch/lab/vm): the
 # package that linux-image-cloud-amd64 depends on, unpacked, not installed.
 GUEST_DIR ?= /var/cache/sgswitch/guest
@@ -11,7 +11,7 @@ export SGSWITCH_GUEST_DIR := $(GUEST_DIR)
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm bench fuzz clean bench-vhost
+.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm demo-cluster bench fuzz clean bench-vhost
 
 all: build
 
@@ -34,8 +34,10 @@ deps:
 # linux-image-cloud-amd64 depends on today into GUEST_DIR, resolved with
 # apt-cache each time; nothing is installed. Skipped when that version is there.
 guest-kernel:
-	@pkg=$$(apt-cache depends linux-image-cloud-amd64 | awk '$$1 == "Depends:" && $$2 ~ /^linux-image-/ {print $$2; exit}'); \
-	if [ -z "$$pkg" ]; then echo "apt-cache knows no linux-image-cloud-amd64: run apt-get update"; exit 1; fi; \
+	@resolve() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '$$1 == "Depends:" && $$2 ~ /^linux-image-/ {print $$2; exit}'; }; \
+	pkg=$$(resolve); \
+	if [ -z "$$pkg" ]; then apt-get update -qq && pkg=$$(resolve); fi; \
+	if [ -z "$$pkg" ]; then echo "apt-cache knows no linux-image-cloud-amd64 (Debian main, amd64)"; exit 1; fi; \
 	if [ -f "$(GUEST_DIR)/.$$pkg" ]; then exit 0; fi; \
 	echo "unpacking $$pkg into $(GUEST_DIR)"; \
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
@@ -59,6 +61,11 @@ test: deps lint build
 
 demo: deps build
 	$(GO) run ./cmd/labdemo -sgswitch $(BIN) -c testdata/lab/seed.yaml
+
+# demo-cluster: the seed scenario over three hosts sharing one policy
+# through a three-member etcd (the multi-host lab, cmd/clusterdemo).
+demo-cluster: deps build
+	$(GO) run ./cmd/clusterdemo -sgswitch $(BIN) -c testdata/lab/cluster.yaml
 
 bench: build
 	./bench/run.sh

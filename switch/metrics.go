@@ -205,9 +205,11 @@ func ListenMetrics(addr string) (net.Listener, error) {
 }
 
 // MetricsHandler is the /metrics handler of a registry holding the switch's
-// collector and the Go runtime and process collectors.
-func (s *Switch) MetricsHandler() http.Handler {
+// collector and the Go runtime and process collectors, and extra (a source
+// of policy's own, e.g. the cluster sync's).
+func (s *Switch) MetricsHandler(extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(extra...)
 	reg.MustRegister(NewMetrics(s),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -220,9 +222,9 @@ func (s *Switch) MetricsHandler() http.Handler {
 
 // ServeMetrics serves GET /metrics on ln until ctx ends, then shuts the
 // server down (waiting briefly for scrapes in progress).
-func (s *Switch) ServeMetrics(ctx context.Context, ln net.Listener) error {
+func (s *Switch) ServeMetrics(ctx context.Context, ln net.Listener, extra ...prometheus.Collector) error {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", s.MetricsHandler())
+	mux.Handle("GET /metrics", s.MetricsHandler(extra...))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)

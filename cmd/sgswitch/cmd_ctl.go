@@ -33,7 +33,10 @@ Exit status: 0 done, 1 refused by the switch or switch unreachable, 2 bad
 command line.
 
 commands:
-  stats                                     counters per port and per reason
+  stats                                     counters per port and per reason; in a cluster,
+                                            the etcd sync (connected, applied revision, staleness)
+  host list                                 in a cluster: every host, live or not, the revision
+                                            it applied
   group list                                security groups
   group show NAME                           a group: rules, external sources, instances
   group create NAME [--description D]
@@ -50,7 +53,7 @@ commands:
   source clear GROUP
   instance list
   instance show NAME
-  instance add NAME --mac MAC --ipv4 ADDR/PREFIX [--ipv6 ADDR/PREFIX] [--tap TAP]
+  instance add NAME --mac MAC --ipv4 ADDR/PREFIX [--ipv6 ADDR/PREFIX] [--tap TAP] [--host HOST]
                  [--security-groups G1,G2] [--smtp-egress]
   instance remove NAME                      its port is closed
   instance groups NAME G1[,G2...]           replace the instance's groups
@@ -196,6 +199,7 @@ var ctlCommands = map[string]map[string]func(*ctlCmd, []string) error{
 	"instance":  {"list": ctlInstanceList, "show": ctlInstanceShow, "add": ctlInstanceAdd, "remove": ctlInstanceRemove, "groups": ctlInstanceGroups},
 	"conntrack": {"list": ctlConntrackList, "flush": ctlConntrackFlush},
 	"reload":    {"": ctlReload},
+	"host":      {"list": ctlHostList},
 }
 
 func ctlLookup(args []string) (func(*ctlCmd, []string) error, string, []string, error) {

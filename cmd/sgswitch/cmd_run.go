@@ -11,18 +11,22 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sgswitch/sgswitch/filter/config"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/lab"
+	"github.com/sgswitch/sgswitch/switch/lab/cluster"
 	"github.com/sgswitch/sgswitch/switch/port"
 	"github.com/sgswitch/sgswitch/switch/port/vhostuser"
 	"github.com/sgswitch/sgswitch/switch/source"
 	"github.com/sgswitch/sgswitch/switch/source/control"
+	etcdsrc "github.com/sgswitch/sgswitch/switch/source/etcd"
 )
 
 // configFlag registers -c/--config on fs.
@@ -145,9 +149,32 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	drops := logOpt.dropLog(log)
+	var cluster *etcdsrc.Client
+	if cfg.Cluster != nil {
+		if err := etcdsrc.CheckLocal(cfg); err != nil {
+			return err
+		}
+		if cluster, err = etcdsrc.Dial(cfg.Cluster.Etcd); err != nil {
+			return fmt.Errorf("%s:%d: %w", cfg.File, cfg.Cluster.Line, err)
+		}
+		defer cluster.Close()
+	}
 	sw, err := newSwitch(cfg, log, drops, true, *inLab)
 	if err != nil {
 		return err
+	}
+	writer := source.NewWriter(sw, source.Options{Logger: log})
+	var sync *etcdsrc.Sync
+	if cluster != nil {
+		// The policy last applied, kept across restarts: enforced from
+		// the start even when etcd is out of reach.
+		sync = etcdsrc.NewSync(cluster, writer, cfg, etcdsrc.StatePath(cfg.Switch.Control), log)
+		if rev, err := sync.Restore(); err != nil {
+			log.Error("cluster: the saved policy is not restored; nothing is enforced until etcd answers", "err", err)
+		} else if rev > 0 {
+			log.Info("cluster: enforcing the saved policy until etcd answers", "revision", rev)
+		}
+		writer.SetRemote(sync)
 	}
 	// Hitless restart: the previous process left its tracked connections in
 	// the state file on the way out; take them over before serving.
@@ -157,7 +184,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	} else if n > 0 {
 		log.Info("tracked connections restored", "file", state, "connections", n)
 	}
-	err = serve(ctx, sw, log, serveOptions{drops: drops, cpuProfile: logOpt.cpuProfile})
+	err = serve(ctx, sw, log, serveOptions{drops: drops, cpuProfile: logOpt.cpuProfile, writer: writer, sync: sync})
 	if n, serr := sw.SaveState(state); serr != nil {
 		log.Error("tracked connections not saved", "file", state, "err", serr)
 	} else {
@@ -178,6 +205,10 @@ type serveOptions struct {
 	optionalMetrics bool
 	// cpuProfile, when set, is where a CPU profile of the run is written.
 	cpuProfile string
+	// writer is the switch's writer; nil: serve makes one.
+	writer *source.Writer
+	// sync, in a cluster, is the etcd sync loop, run alongside.
+	sync *etcdsrc.Sync
 }
 
 // serve runs the switch with its control socket and its metrics endpoint
@@ -219,13 +250,23 @@ func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, opt serveO
 	defer os.Remove(cfg.Switch.Control)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return sw.Run(ctx) })
-	// One writer for every source of policy: the control API and the
-	// SIGHUP reload take turns.
-	writer := source.NewWriter(sw, source.Options{Logger: log})
+	// One writer for every source of policy: the control API, the SIGHUP
+	// reload and the cluster sync take turns.
+	writer := opt.writer
+	if writer == nil {
+		writer = source.NewWriter(sw, source.Options{Logger: log})
+	}
 	g.Go(func() error { return control.Serve(ctx, ctl, writer) })
-	g.Go(func() error { return reloadOnHUP(ctx, writer, cfg.File, log) })
+	reload := writer.ReloadFile
+	var extra []prometheus.Collector
+	if opt.sync != nil {
+		reload = opt.sync.ReloadLocal
+		extra = append(extra, opt.sync)
+		g.Go(func() error { return opt.sync.Run(ctx) })
+	}
+	g.Go(func() error { return reloadOnHUP(ctx, sw, reload, cfg.File, log) })
 	if metrics != nil {
-		g.Go(func() error { return sw.ServeMetrics(ctx, metrics) })
+		g.Go(func() error { return sw.ServeMetrics(ctx, metrics, extra...) })
 	}
 	if drops != nil {
 		g.Go(func() error { drops.Run(ctx, 10*time.Second); return nil })
@@ -248,8 +289,7 @@ func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, opt serveO
 
 // reloadOnHUP re-reads the configuration file on SIGHUP. A file that does not
 // load, or that cannot be applied, leaves the running policy in force.
-func reloadOnHUP(ctx context.Context, w *source.Writer, path string, log *slog.Logger) error {
-	sw := w.Switch()
+func reloadOnHUP(ctx context.Context, sw *vswitch.Switch, reload func(path string) (*config.Config, error), path string, log *slog.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -262,7 +302,7 @@ func reloadOnHUP(ctx context.Context, w *source.Writer, path string, log *slog.L
 		// Through the writer's lock: a reload never lands between an API
 		// change being applied and its file being renamed into place.
 		before := sw.Config()
-		after, err := w.ReloadFile(path)
+		after, err := reload(path)
 		if err != nil {
 			log.Error("reload refused; the previous configuration stays in force", "file", path, "err", err)
 			continue
@@ -296,6 +336,9 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg, err := loadConfig(*cfgPath, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.Cluster != nil {
+		return clusterLab(ctx, args[0], cfg, stdout)
 	}
 	if args[0] == "down" {
 		return lab.Down(cfg)
@@ -370,4 +413,35 @@ func createTAPs(cfg *config.Config) error {
 		p.Close()
 	}
 	return nil
+}
+
+// clusterLab is `lab up|down` of a cluster's policy file (instances with
+// their hosts): the multi-host lab of switch/lab/cluster, one `sgswitch run`
+// of this binary per host, until ctx ends.
+func clusterLab(ctx context.Context, verb string, cfg *config.Config, stdout io.Writer) error {
+	spec := cluster.Spec{Prefix: "sgc", Policy: cfg}
+	if verb == "down" {
+		return (&cluster.Lab{Spec: spec}).Down()
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "sgswitch-cluster-lab-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	spec.Binary, spec.Dir = bin, dir
+	l, err := cluster.Up(ctx, spec)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "lab up: etcd %s; hosts:", strings.Join(l.Etcd.Endpoints(), ","))
+	for _, h := range l.Hosts {
+		fmt.Fprintf(stdout, " %s (namespace %s, socket %s)", h.Name, h.NS, h.Socket)
+	}
+	fmt.Fprintf(stdout, "; the internet is namespace %s\n", l.Fabric())
+	<-ctx.Done()
+	return l.Down()
 }

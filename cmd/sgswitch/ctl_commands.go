@@ -15,6 +15,7 @@ import (
 	"github.com/sgswitch/sgswitch/filter/config"
 	vswitch "github.com/sgswitch/sgswitch/switch"
 	"github.com/sgswitch/sgswitch/switch/source/control"
+	etcdsrc "github.com/sgswitch/sgswitch/switch/source/etcd"
 )
 
 // The `sgswitch ctl` commands, one function each (see ctlUsage).
@@ -52,7 +53,8 @@ func ctlStats(x *ctlCmd, args []string) error {
 		return err
 	}
 	var stats struct {
-		Ports []vswitch.PortStats `json:"ports"`
+		Ports   []vswitch.PortStats `json:"ports"`
+		Cluster *etcdsrc.Status     `json:"cluster,omitempty"`
 	}
 	if err := x.c.get(x.ctx, "/v1/stats", &stats); err != nil {
 		return err
@@ -75,7 +77,42 @@ func ctlStats(x *ctlCmd, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Port, p.Instance, p.Kind, state, p.RxFrames, p.TxFrames,
 			p.Verdicts["forward"], p.Verdicts["local"], p.Verdicts["drop"], strings.Join(reasons, " "))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if c := stats.Cluster; c != nil {
+		fmt.Fprintf(x.stdout, "\ncluster host %s: connected %v, applied revision %d, seen %d, staleness %s, relists %d, refused revisions %d\n",
+			c.Host, c.Connected, c.Applied, c.Seen, staleness(c.Staleness), c.Relists, c.Refusals)
+		if c.Refused != "" {
+			fmt.Fprintf(x.stdout, "newest revision refused: %s\n", c.Refused)
+		}
+	}
+	return nil
+}
+
+func staleness(s float64) string {
+	if s < 0 {
+		return "never current"
+	}
+	return strconv.FormatFloat(s, 'f', 1, 64) + "s"
+}
+
+// --- cluster hosts ---
+
+func ctlHostList(x *ctlCmd, args []string) error {
+	if err := x.parse(args, 0, 0, "[-o json]"); err != nil {
+		return err
+	}
+	return show(x, "/v1/hosts", func(tw io.Writer, hosts []etcdsrc.HostRecord) {
+		fmt.Fprintln(tw, "HOST\tLIVE\tAPPLIED\tSINCE\tREFUSED")
+		for _, h := range hosts {
+			applied := "-"
+			if h.Live {
+				applied = strconv.FormatInt(h.Applied, 10)
+			}
+			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%s\n", h.Host, h.Live, applied, dash(h.Since), dash(h.Error))
+		}
+	})
 }
 
 // --- security groups ---
@@ -412,6 +449,7 @@ func ctlInstanceAdd(x *ctlCmd, args []string) error {
 	ipv4 := fs.String("ipv4", "", "IPv4 `ADDR/PREFIX`, e.g. 10.0.0.11/24")
 	ipv6 := fs.String("ipv6", "", "IPv6 `ADDR/PREFIX` (optional)")
 	tap := fs.String("tap", "", "TAP device `NAME` (default: the instance's name)")
+	host := fs.String("host", "", "in a cluster: the `HOST` it runs on")
 	netdev := fs.String("netdev", "", "an existing `DEVICE` to serve (e.g. the TAP QEMU made)")
 	vuSocket := fs.String("vhost-user-socket", "", "the VM's vhost-user socket `PATH`")
 	vuMode := fs.String("vhost-user-mode", "", "`server` (the switch listens) or client (QEMU listens)")
@@ -431,6 +469,9 @@ func ctlInstanceAdd(x *ctlCmd, args []string) error {
 	}
 	if x.set("tap") {
 		spec.TAP = tap
+	}
+	if x.set("host") {
+		spec.Host = host
 	}
 	if x.set("netdev") {
 		spec.Netdev = netdev

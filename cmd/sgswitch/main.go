@@ -26,6 +26,7 @@ commands:
   check  -c FILE                 validate a configuration
   diff   OLD NEW                 what differs between two configurations
   ctl    [--socket PATH] ...     talk to a running switch (ctl help for more)
+  cluster import|export          move a whole policy into or out of etcd (SPEC §9)
 
 Run "sgswitch COMMAND -h" for a command's flags.
 `
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdTrace(ctx, rest, stdout, stderr)
 	case "diff":
 		return cmdDiff(rest, stdout, stderr)
+	case "cluster":
+		return cmdCluster(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

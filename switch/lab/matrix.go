@@ -51,15 +51,21 @@ func LoadMatrix(path string) ([]MatrixRow, error) {
 // an ICMP echo. It returns nil when the traffic got through and an error
 // wrapping ErrBlocked when it did not.
 func (r MatrixRow) Check(cfg *config.Config, timeout time.Duration) error {
+	return r.CheckVia(cfg, DefaultInternetNS, timeout)
+}
+
+// CheckVia is Check with the namespace behind the uplink called internetNS
+// (the multi-host lab's fabric).
+func (r MatrixRow) CheckVia(cfg *config.Config, internetNS string, timeout time.Duration) error {
 	p, err := vswitch.ParsePacket(r.Packet)
 	if err != nil {
 		return err
 	}
 	from, src := r.From, netip.Addr{}
 	if from == "uplink" {
-		from, src = DefaultInternetNS, p.Src
+		from, src = internetNS, p.Src
 	}
-	to := DefaultInternetNS
+	to := internetNS
 	for _, in := range cfg.Instances {
 		if in.IPv4.Addr() == p.Dst || (in.IPv6.IsValid() && in.IPv6.Addr() == p.Dst) {
 			to = in.Name

@@ -11,6 +11,8 @@
 package source
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"sync"
 
@@ -41,6 +43,28 @@ func StageConfigFile(path string, data []byte) (StagedWrite, error) {
 	return st, nil
 }
 
+// Remote is a store of policy shared with other hosts (etcd): a change
+// through the control API is written there, and comes back to every host,
+// this one included, through its sync loop.
+type Remote interface {
+	// Snapshot is the configuration in force and the store's revision it
+	// was built from, read together.
+	Snapshot() (*config.Config, uint64)
+	// Commit writes the change from cur (in force, at version) to next to
+	// the store in one transaction, refused with ErrStale when the store
+	// moved since version, and waits until this host applied it; it
+	// returns the store's new revision.
+	Commit(ctx context.Context, cur, next *config.Config, version uint64) (uint64, error)
+	// ClusterStatus is the sync's state, for GET /v1/stats.
+	ClusterStatus() any
+	// ClusterHosts lists the hosts sharing the store, for GET /v1/hosts.
+	ClusterHosts(ctx context.Context) (any, error)
+}
+
+// ErrStale is a change refused because the policy moved since the version
+// it was based on (vswitch.ErrStale for the switch's own versions).
+var ErrStale = errors.New("the policy changed since the version this change is based on")
+
 // Writer is the one way into a switch's configuration: every source of
 // policy takes its lock for the whole of a change (read, check, write back,
 // apply).
@@ -49,6 +73,8 @@ type Writer struct {
 	log   *slog.Logger
 	stage StageFunc
 	mu    sync.Mutex
+
+	remote Remote // nil: the file is the policy
 }
 
 // Options tunes a Writer; the zero value writes the configuration file back
@@ -70,6 +96,28 @@ func NewWriter(sw *vswitch.Switch, opt Options) *Writer {
 		w.stage = StageConfigFile
 	}
 	return w
+}
+
+// SetRemote makes r the policy's store: changes go there instead of to the
+// configuration file, and versions are r's revisions. Set before serving.
+func (w *Writer) SetRemote(r Remote) { w.remote = r }
+
+// Remote is the policy's store, nil when the file is the policy.
+func (w *Writer) Remote() Remote { return w.remote }
+
+// Snapshot is the configuration in force and its version (the switch's, or
+// the store's revision in a cluster), read together.
+func (w *Writer) Snapshot() (*config.Config, uint64) {
+	if w.remote != nil {
+		return w.remote.Snapshot()
+	}
+	return w.sw.Snapshot()
+}
+
+// Version is the version of the configuration in force.
+func (w *Writer) Version() uint64 {
+	_, v := w.Snapshot()
+	return v
 }
 
 // Switch is the switch the writer changes.

@@ -7,7 +7,8 @@
 // A guest's NICs are virtio-net devices on a TAP that QEMU creates itself
 // (-netdev tap,ifname=NAME: the device a hypervisor hands to sgswitch as a
 // netdev port) or on a vhost-user socket, in either server or client mode.
-// Guests run under TCG: on the machines this was written on /dev/kvm either
+// Guests run under KVM only when a probe guest proves it works (Accel), and
+// under TCG otherwise: on the machines this was written on /dev/kvm either
 // is absent or lets a guest hang, and TCG boots one in a few seconds.
 package vm
 
@@ -68,8 +69,9 @@ type Config struct {
 
 // Guest is a guest that can be started, powered off and started again.
 type Guest struct {
-	img *Image
-	cfg Config
+	img   *Image
+	cfg   Config
+	accel string // "tcg" or "kvm", chosen by Start (see Accel)
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -106,7 +108,7 @@ func (g *Guest) Args() []string {
 	args := []string{
 		"-name", g.cfg.Name,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-		"-accel", "tcg", "-cpu", "max", "-smp", "1",
+		"-accel", g.accelName(), "-cpu", g.cpuModel(), "-smp", "1",
 		"-kernel", g.img.Kernel, "-initrd", g.img.Initramfs,
 		"-append", fmt.Sprintf("console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off sgswitch.nics=%d", len(g.cfg.NICs)),
 		"-serial", "file:" + g.ConsolePath(),
@@ -153,6 +155,66 @@ func (g *Guest) Args() []string {
 	return args
 }
 
+func (g *Guest) accelName() string {
+	if g.accel == "" {
+		return "tcg"
+	}
+	return g.accel
+}
+
+// cpuModel is the host's CPU under KVM, and everything TCG emulates otherwise.
+func (g *Guest) cpuModel() string {
+	if g.accelName() == "kvm" {
+		return "host"
+	}
+	return "max"
+}
+
+var (
+	accelOnce   sync.Once
+	accelChosen string
+)
+
+// Accel is the accelerator guests boot with: "kvm" when /dev/kvm exists
+// and a probe guest boots under it within 20 s, else "tcg" (on machines
+// where /dev/kvm exists but a KVM guest hangs, the probe fails and costs
+// its 20 s once). The answer is kept for the host's current boot in
+// GuestDir (a file named after /proc/sys/kernel/random/boot_id), so that
+// test binaries after the first do not probe again.
+func Accel(img *Image) string {
+	accelOnce.Do(func() { accelChosen = probeAccel(img) })
+	return accelChosen
+}
+
+func probeAccel(img *Image) string {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		return "tcg"
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "tcg"
+	}
+	memo := filepath.Join(GuestDir(), ".accel-"+strings.TrimSpace(string(boot)))
+	if b, err := os.ReadFile(memo); err == nil && (string(b) == "kvm" || string(b) == "tcg") {
+		return string(b)
+	}
+	dir, err := os.MkdirTemp("", "sgswitch-kvm-probe-")
+	if err != nil {
+		return "tcg"
+	}
+	defer os.RemoveAll(dir)
+	g := &Guest{img: img, cfg: Config{Name: "kvmprobe", Dir: dir}, accel: "kvm"}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	chosen := "tcg"
+	if g.Start(ctx) == nil {
+		chosen = "kvm"
+	}
+	g.Kill()
+	os.WriteFile(memo, []byte(chosen), 0o644)
+	return chosen
+}
+
 // Start boots the guest and returns once its agent answers (or ctx ends).
 // A guest that was powered off may be started again.
 func (g *Guest) Start(ctx context.Context) error {
@@ -160,6 +222,9 @@ func (g *Guest) Start(ctx context.Context) error {
 	defer g.mu.Unlock()
 	if g.cmd != nil {
 		return fmt.Errorf("vm %s: already running", g.cfg.Name)
+	}
+	if g.accel == "" {
+		g.accel = Accel(g.img)
 	}
 	os.Remove(g.controlPath())
 	var cmd *exec.Cmd

@@ -2,6 +2,7 @@ package control
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -201,7 +203,7 @@ func (c *controlServer) changeTo(r *http.Request, what string, query []string, p
 	}
 	c.w.Lock()
 	defer c.w.Unlock()
-	cur, version := c.sw.Snapshot()
+	cur, version := c.w.Snapshot()
 	if len(want) > 0 && !slices.Contains(want, version) {
 		return nil, refuse(http.StatusPreconditionFailed,
 			"the configuration is at version %d, not %s: it changed since you read it; read it again and retry", version, r.Header.Get("If-Match"))
@@ -217,6 +219,9 @@ func (c *controlServer) changeTo(r *http.Request, what string, query []string, p
 			return nil, refuse(http.StatusInternalServerError, "the change would fail to be put in force: %v; nothing changed", err)
 		}
 		return &changed{cfg: next, version: version, warnings: warnings, dryRun: dryRunView(c.sw, cur, next, dr, limit)}, nil
+	}
+	if remote := c.w.Remote(); remote != nil {
+		return c.commitRemote(r, remote, what, cur, next, version, warnings)
 	}
 
 	var staged source.StagedWrite
@@ -449,4 +454,26 @@ func (d *cfgDoc) warnings(ws []string, bodyPath string) []string {
 		out = append(out, w)
 	}
 	return out
+}
+
+// commitRemote writes a checked change to the cluster's store (SPEC §9),
+// whence every host, this one included, applies it; it answers once this
+// host has. The writer's lock is let go meanwhile, since the sync loop puts
+// the change in force through it; a change made through another host (or
+// this one) in between makes the transaction fail as stale.
+func (c *controlServer) commitRemote(r *http.Request, remote source.Remote, what string, cur, next *config.Config, version uint64, warnings []string) (*changed, *apiError) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	c.w.Unlock() // the sync loop applies the change through the writer
+	rev, err := remote.Commit(ctx, cur, next, version)
+	c.w.Lock()
+	switch {
+	case errors.Is(err, source.ErrStale):
+		return nil, refuse(http.StatusPreconditionFailed, "the policy in etcd changed since revision %d this change is based on; nothing changed; read it again and retry", version)
+	case err != nil:
+		return nil, refuse(http.StatusServiceUnavailable, "writing the change to etcd: %v; read the policy again before retrying", err)
+	}
+	applied, _ := c.w.Snapshot()
+	c.w.Logger().Info("configuration changed through the control API, in etcd", "change", what, "revision", rev)
+	return &changed{cfg: applied, version: rev, warnings: warnings}, nil
 }

@@ -58,6 +58,7 @@ func Serve(ctx context.Context, l net.Listener, w *source.Writer) error {
 // InstanceView is one instance as the API shows it.
 type InstanceView struct {
 	Name           string         `json:"name"`
+	Host           string         `json:"host,omitempty"`
 	TAP            string         `json:"tap"` // "" for the other port kinds
 	Netdev         string         `json:"netdev,omitempty"`
 	VhostUser      *VhostUserSpec `json:"vhost-user,omitempty"`

@@ -2,6 +2,7 @@ package control
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sgswitch/sgswitch/conntrack"
 	"github.com/sgswitch/sgswitch/filter/config"
@@ -27,7 +29,8 @@ import (
 // switch could not carry out a valid change); refusals by the configuration
 // check also list {"errors": [{"field", "message"}]}.
 //
-//	GET    /v1/stats                                  counters per port
+//	GET    /v1/stats                                  counters per port; the cluster sync's state in a cluster
+//	GET    /v1/hosts                                  in a cluster: the hosts, their applied revisions
 //	GET    /v1/security-groups                        []GroupView
 //	POST   /v1/security-groups                        GroupSpec → 201 Changed{group}
 //	GET    /v1/security-groups/{name}                 GroupView
@@ -67,6 +70,7 @@ func handler(w *source.Writer) http.Handler {
 		h       handlerFunc
 	}{
 		{"GET /v1/stats", c.stats},
+		{"GET /v1/hosts", c.hosts},
 		{"GET /v1/security-groups", c.listGroups},
 		{"POST /v1/security-groups", c.createGroup},
 		{"GET /v1/security-groups/{name}", c.showGroup},
@@ -119,7 +123,7 @@ func (c *controlServer) handle(h handlerFunc) http.HandlerFunc {
 			code, body, version = err.status, out, 0
 		}
 		if version == 0 {
-			version = c.sw.Version()
+			version = c.w.Version()
 		}
 		w.Header().Set("ETag", etag(version))
 		w.Header().Set("Cache-Control", "no-store")
@@ -263,7 +267,7 @@ func validFields(t reflect.Type) string {
 // --- reads ---
 
 func (c *controlServer) snapshot() (*config.Config, uint64) {
-	return c.sw.Snapshot()
+	return c.w.Snapshot()
 }
 
 func (c *controlServer) stats(r *http.Request) (int, any, uint64, *apiError) {
@@ -271,7 +275,28 @@ func (c *controlServer) stats(r *http.Request) (int, any, uint64, *apiError) {
 	if ports == nil {
 		ports = []vswitch.PortStats{}
 	}
-	return http.StatusOK, map[string]any{"ports": ports}, 0, nil
+	out := map[string]any{"ports": ports}
+	if remote := c.w.Remote(); remote != nil {
+		out["cluster"] = remote.ClusterStatus()
+	}
+	return http.StatusOK, out, 0, nil
+}
+
+// hosts lists the hosts of the cluster (SPEC §9): each one's applied
+// revision, as it registered it under its lease (a host that stopped
+// renewing it is gone from the list).
+func (c *controlServer) hosts(r *http.Request) (int, any, uint64, *apiError) {
+	remote := c.w.Remote()
+	if remote == nil {
+		return 0, nil, 0, refuse(http.StatusNotFound, "this switch is not in a cluster (no cluster: section in its file): it has no hosts to list")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	hosts, err := remote.ClusterHosts(ctx)
+	if err != nil {
+		return 0, nil, 0, refuse(http.StatusServiceUnavailable, "reading the hosts from etcd: %v", err)
+	}
+	return http.StatusOK, hosts, 0, nil
 }
 
 func (c *controlServer) listGroups(r *http.Request) (int, any, uint64, *apiError) {
@@ -661,6 +686,9 @@ const maxConfigBody = 64 << 20
 // over the switch's file, canonical (config.Marshal) as every change through
 // the API. ?file=NAME names it in error messages.
 func (c *controlServer) putConfiguration(r *http.Request) (int, any, uint64, *apiError) {
+	if c.w.Remote() != nil {
+		return 0, nil, 0, refuse(http.StatusConflict, "this switch is a host of a cluster: its policy is in etcd, not in a file; put a whole policy there with sgswitch cluster import -c FILE (this host's own file is re-read on SIGHUP)")
+	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxConfigBody+1))
 	if err != nil {
 		return 0, nil, 0, refuse(http.StatusBadRequest, "reading the request body: %v", err)

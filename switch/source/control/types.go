@@ -59,6 +59,7 @@ type GroupView struct {
 // absent field (the instance joins `default`); an empty list is refused.
 type InstanceSpec struct {
 	Name           *string        `json:"name"`
+	Host           *string        `json:"host,omitempty"` // in a cluster: the host it runs on
 	TAP            *string        `json:"tap,omitempty"`
 	Netdev         *string        `json:"netdev,omitempty"`
 	VhostUser      *VhostUserSpec `json:"vhost-user,omitempty"`
@@ -225,7 +226,7 @@ func groupView(cfg *config.Config, g *config.SecurityGroup) GroupView {
 }
 
 func instanceView(in *config.Instance) InstanceView {
-	v := InstanceView{Name: in.Name, TAP: in.TAP, Netdev: in.Netdev, MAC: in.MAC.String(), IPv4: in.IPv4.String(),
+	v := InstanceView{Name: in.Name, Host: in.Host, TAP: in.TAP, Netdev: in.Netdev, MAC: in.MAC.String(), IPv4: in.IPv4.String(),
 		SecurityGroups: in.SecurityGroups, SMTPEgress: in.SMTPEgress}
 	if vu := in.VhostUser; vu != nil {
 		v.VhostUser = &VhostUserSpec{Socket: vu.Socket, Mode: vu.Mode}
@@ -375,7 +376,7 @@ func (in *InstanceSpec) node() *yaml.Node {
 	for _, f := range []struct {
 		key string
 		val *string
-	}{{"name", in.Name}, {"tap", in.TAP}, {"netdev", in.Netdev}, {"mac", in.MAC}, {"ipv4", in.IPv4}, {"ipv6", in.IPv6}} {
+	}{{"name", in.Name}, {"host", in.Host}, {"tap", in.TAP}, {"netdev", in.Netdev}, {"mac", in.MAC}, {"ipv4", in.IPv4}, {"ipv6", in.IPv6}} {
 		if f.val != nil {
 			yPut(m, f.key, yStr(*f.val))
 		}
