@@ -4,7 +4,7 @@
 // one `sgswitch run` per host, a fabric bridge between their uplinks),
 // imports the policy, sends the seed's connectivity matrix as real traffic
 // across the hosts, changes a membership through one host and shows it in
-// force on the others, and takes everything down again.
+// force on another, and takes everything down again.
 package main
 
 import (
@@ -95,14 +95,22 @@ func demo(ctx context.Context, bin, cfgPath, matrixPath string) (bool, error) {
 		fmt.Printf("%s %-6s %-10s %-42s # %s\n", mark, state, r.From, r.Packet, r.Comment)
 	}
 
-	fmt.Println("\n== backend2 (on hv-c) joins Frontend through hv-a's socket; Backend's rule on hv-b opens to it")
-	probe := lab.Probe{From: "backend2", To: "backend1", Proto: "tcp", Dst: mustAddrPort("10.0.0.21:3306")}
+	fmt.Println("\n== mgmt1 (on hv-a) joins Frontend through hv-c's socket; Backend's rule on hv-c (backend2's host) opens to it")
+	probe := lab.Probe{From: "mgmt1", To: "backend2", Proto: "tcp", Dst: mustAddrPort("10.0.0.22:3306")}
 	before := probe.Run(time.Second) == nil
+	if before {
+		ok = false
+	}
 	t0 := time.Now()
-	ctl("hv-a", "instance", "groups", "backend2", "Backend,Frontend")
+	ctl("hv-c", "instance", "groups", "mgmt1", "Management,Frontend")
 	for probe.Run(200*time.Millisecond) != nil && time.Since(t0) < 10*time.Second {
 	}
-	fmt.Printf("backend2 → backend1:3306: before %v, open %v after the write\n", before, time.Since(t0).Round(time.Millisecond))
+	after := probe.Run(time.Second) == nil
+	if !after {
+		ok = false
+	}
+	fmt.Printf("mgmt1 → backend2:3306: open before the write %v; open %v after it: %v\n", before, time.Since(t0).Round(time.Millisecond), after)
+	time.Sleep(500 * time.Millisecond) // the hosts' registrations follow within 200 ms
 	ctl("hv-c", "host", "list")
 	fmt.Println("\n== sgswitch ctl stats on hv-b (the cluster sync's line at the end)")
 	ctl("hv-b", "stats")
