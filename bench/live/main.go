@@ -1,19 +1,21 @@
 // Command live is `make bench-live`: sgswitch against the Linux kernel
 // bridge with an equivalent stateful nftables ruleset, measured in one run.
 //
-// Two setups are built side by side, with the same addresses (10.0.0.11 in
-// a, 10.0.0.12 in b), MACs and MTU 1500:
+// Three setups are built side by side, with the same MACs and MTU 1500:
 //
-//   - sgswitch: `sgswitch lab up` on a generated configuration: namespaces
-//     bl-a and bl-b hold the kernel side of the TAPs; b's security group admits
-//     tcp and udp 5201-5210 from 10.0.0.0/24, a admits nothing, egress is open;
-//     connection tracking is on.
+//   - sgswitch TAP: `sgswitch lab up` on a generated configuration: namespaces
+//     bl-a and bl-b (10.0.0.11, 10.0.0.12) hold the kernel side of the TAPs;
+//     b's security group admits tcp and udp 5201-5210 from 10.0.0.0/24, a
+//     admits nothing, egress is open; connection tracking is on.
+//   - sgswitch netdev: the same switch process, a second pair bn-a and bn-b
+//     (10.0.0.21, 10.0.0.22) on netdev ports: veth pairs whose host ends the
+//     switch reads through AF_PACKET; the same groups.
 //   - kernel: namespaces kb-a and kb-b joined by veth pairs to a Linux bridge in
 //     kb-br, where br_netfilter hands bridged IPv4 to an nftables forward chain
 //     with the same rules: established/related accepted, invalid dropped, the
 //     allow rules for new connections, default drop.
 //
-// Then, alternating between the two for several rounds (medians reported):
+// Then, alternating between the three for several rounds (medians reported):
 // iperf3 TCP throughput with 1 and 4 streams, the rate of 64-byte UDP frames
 // arriving at b under a sendmmsg flood from a (1 and 2 sending threads), and
 // TCP_RR (1-byte request, 1-byte response over one connection), each
