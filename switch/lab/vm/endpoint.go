@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sgswitch/sgswitch/switch/lab"
+	"github.com/sgswitch/sgswitch/switch/lab/vm/wire"
 )
 
 // Endpoint is one end of a connectivity check: a guest (*Guest) or a
@@ -120,35 +121,14 @@ func (n *Namespace) Listen(proto string, port int) error {
 			if err != nil {
 				return err
 			}
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer c.Close()
-						c.SetDeadline(time.Now().Add(time.Minute))
-						io.Copy(c, c)
-					}()
-				}
-			}()
+			go wire.ServeEcho(l)
 			closer = l
 		case "udp":
 			pc, err := net.ListenPacket("udp", addr)
 			if err != nil {
 				return err
 			}
-			go func() {
-				buf := make([]byte, 65536)
-				for {
-					k, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					pc.WriteTo(buf[:k], from)
-				}
-			}()
+			go wire.ServeEchoPackets(pc)
 			closer = pc
 		default:
 			return fmt.Errorf("listen: protocol %q is not tcp or udp", proto)

@@ -324,34 +324,13 @@ func (a *agent) listen(proto string, port int) error {
 		if err != nil {
 			return err
 		}
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(time.Minute))
-					io.Copy(c, c)
-				}()
-			}
-		}()
+		go wire.ServeEcho(l)
 	case "udp":
 		c, err := net.ListenPacket("udp4", addr)
 		if err != nil {
 			return err
 		}
-		go func() {
-			buf := make([]byte, 65536)
-			for {
-				n, from, err := c.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				c.WriteTo(buf[:n], from)
-			}
-		}()
+		go wire.ServeEchoPackets(c)
 	default:
 		return fmt.Errorf("listen: protocol %q is not tcp or udp", proto)
 	}
