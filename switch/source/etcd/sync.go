@@ -57,6 +57,18 @@ type Sync struct {
 
 	inForce atomic.Pointer[inForce] // the configuration in force and its revision, together
 
+	// The state file is written after a revision is applied, by a writer of
+	// its own: at 100,000 instances the write takes longer than applying a
+	// revision, and the next revision does not wait for it. Revisions applied
+	// while it writes are coalesced: the next write is of the newest.
+	saveMu     sync.Mutex
+	saveIdle   *sync.Cond // signalled when the writer stops
+	saveNext   *Snapshot  // the newest applied revision not yet being written
+	saving     bool       // the writer is running
+	saved      atomic.Int64
+	lastSave   atomic.Int64    // nanoseconds the last write took
+	beforeSave func(rev int64) // tests: called by the writer before each write
+
 	connected atomic.Bool
 	lastApply atomic.Int64 // nanoseconds
 	lastBuild atomic.Int64 // nanoseconds of lastApply spent decoding and checking the records
@@ -76,9 +88,11 @@ func NewSync(store Store, w *source.Writer, local *config.Config, state string, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sync{store: store, keys: Keys{local.Cluster.Etcd.Prefix}, w: w, local: local, state: state, log: log,
+	s := &Sync{store: store, keys: Keys{local.Cluster.Etcd.Prefix}, w: w, local: local, state: state, log: log,
 		MinBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, ProgressEvery: 2 * time.Second,
 		records: map[string]Record{}, since: time.Now(), dec: NewDecoder(Keys{local.Cluster.Etcd.Prefix})}
+	s.saveIdle = sync.NewCond(&s.saveMu)
+	return s
 }
 
 // StatePath is where `sgswitch run` keeps the last applied policy: beside
@@ -118,6 +132,7 @@ func (s *Sync) Restore() (int64, error) {
 	if err := s.apply(snap); err != nil {
 		return 0, fmt.Errorf("%s: %w", s.state, err)
 	}
+	s.saved.Store(st.Rev)
 	s.mu.Lock()
 	s.setAll(st.Records)
 	s.seen = st.Rev
@@ -126,8 +141,10 @@ func (s *Sync) Restore() (int64, error) {
 	return st.Rev, nil
 }
 
-// Run keeps the switch in sync until ctx ends.
+// Run keeps the switch in sync until ctx ends. When it returns, the state
+// file holds the last revision applied.
 func (s *Sync) Run(ctx context.Context) error {
+	defer s.FlushState()
 	go s.register(ctx)
 	backoff := s.MinBackoff
 	for ctx.Err() == nil {
@@ -269,10 +286,55 @@ func (s *Sync) applyCurrent(rev int64) {
 		return
 	}
 	if s.state != "" {
-		if err := s.save(snap); err != nil {
-			s.log.Error("cluster: saving the applied policy", "file", s.state, "err", err)
-		}
+		s.saveLater(snap)
 	}
+}
+
+// saveLater has the state file written with snap, after the writer's
+// current write if there is one.
+func (s *Sync) saveLater(snap Snapshot) {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.saveNext = &snap
+	if !s.saving {
+		s.saving = true
+		go s.saver()
+	}
+}
+
+// saver writes the newest applied revision until there is none left.
+func (s *Sync) saver() {
+	for {
+		s.saveMu.Lock()
+		snap := s.saveNext
+		s.saveNext = nil
+		if snap == nil {
+			s.saving = false
+			s.saveIdle.Broadcast()
+			s.saveMu.Unlock()
+			return
+		}
+		s.saveMu.Unlock()
+		if s.beforeSave != nil {
+			s.beforeSave(snap.Rev)
+		}
+		start := time.Now()
+		if err := s.save(*snap); err != nil {
+			s.log.Error("cluster: saving the applied policy", "file", s.state, "err", err)
+			continue
+		}
+		s.lastSave.Store(int64(time.Since(start)))
+		s.saved.Store(snap.Rev)
+	}
+}
+
+// FlushState waits until the state file holds the last revision applied.
+func (s *Sync) FlushState() {
+	s.saveMu.Lock()
+	for s.saving {
+		s.saveIdle.Wait()
+	}
+	s.saveMu.Unlock()
 }
 
 // apply builds and swaps in the configuration of snap.
@@ -400,6 +462,8 @@ type Status struct {
 	Refused   string  `json:"refused,omitempty"`  // why the newest revision is not in force
 	LastApply float64 `json:"last-apply-seconds"` // how long building and swapping in the last revision took
 	LastBuild float64 `json:"last-build-seconds"` // of which decoding and checking its records
+	Saved     int64   `json:"saved-revision"`     // the revision in the state file
+	LastSave  float64 `json:"last-save-seconds"`  // how long writing the state file took, after the revision was applied
 }
 
 // Status is the loop's state now.
@@ -408,7 +472,7 @@ func (s *Sync) Status() Status {
 	defer s.mu.Unlock()
 	st := Status{Host: s.local.Cluster.Host, Connected: s.connected.Load(), Applied: s.applied.Load(), Seen: s.seen,
 		Relists: s.relists.Load(), Refusals: s.refusals.Load(), Staleness: -1, LastApply: time.Duration(s.lastApply.Load()).Seconds(),
-		LastBuild: time.Duration(s.lastBuild.Load()).Seconds()}
+		LastBuild: time.Duration(s.lastBuild.Load()).Seconds(), Saved: s.saved.Load(), LastSave: time.Duration(s.lastSave.Load()).Seconds()}
 	if !s.good.IsZero() {
 		st.Staleness = time.Since(s.good).Seconds()
 	}
