@@ -69,6 +69,9 @@ type Sync struct {
 	lastSave   atomic.Int64    // nanoseconds the last write took
 	beforeSave func(rev int64) // tests: called by the writer before each write
 
+	runCtx  atomic.Pointer[context.Context] // Run's: the hand-offs end with it
+	handoff handoffStats
+
 	connected atomic.Bool
 	lastApply atomic.Int64 // nanoseconds
 	lastBuild atomic.Int64 // nanoseconds of lastApply spent decoding and checking the records
@@ -145,6 +148,7 @@ func (s *Sync) Restore() (int64, error) {
 // file holds the last revision applied.
 func (s *Sync) Run(ctx context.Context) error {
 	defer s.FlushState()
+	s.runCtx.Store(&ctx)
 	go s.register(ctx)
 	backoff := s.MinBackoff
 	for ctx.Err() == nil {
@@ -352,18 +356,28 @@ func (s *Sync) apply(snap Snapshot) error {
 	built := time.Since(start)
 	s.lastBuild.Store(int64(built))
 	s.w.Lock()
-	before := s.w.Switch().Config()
-	err = s.w.Switch().Apply(cfg)
+	sw := s.w.Switch()
+	before, served := sw.Config(), sw.LocalInstances()
+	err = sw.Apply(cfg)
+	var moved moves
 	if err == nil {
 		s.mu.Lock()
 		s.refused, s.good = nil, time.Now()
 		s.mu.Unlock()
 		s.inForce.Store(&inForce{cfg, snap.Rev})
 		s.applied.Store(snap.Rev)
+		moved = movesOf(local.Cluster.Host, served, sw.LocalInstances(), before, cfg)
 	}
 	s.w.Unlock()
 	if err != nil {
 		return fmt.Errorf("revision %d does not go in force: %w", snap.Rev, err)
+	}
+	if len(moved.left) > 0 || len(moved.arrived) > 0 {
+		ctx := context.Background()
+		if c := s.runCtx.Load(); c != nil {
+			ctx = *c
+		}
+		s.handOver(ctx, snap.Rev, moved)
 	}
 	took := time.Since(start)
 	s.lastApply.Store(int64(took))
@@ -464,6 +478,14 @@ type Status struct {
 	LastBuild float64 `json:"last-build-seconds"` // of which decoding and checking its records
 	Saved     int64   `json:"saved-revision"`     // the revision in the state file
 	LastSave  float64 `json:"last-save-seconds"`  // how long writing the state file took, after the revision was applied
+	// Tracked connections of instances moved between hosts: handed to the
+	// new host by this one (sent, left out beyond the bound, lost when the
+	// write failed), and imported or refused here.
+	HandoffSent     uint64 `json:"handoff-sent"`
+	HandoffLeftOut  uint64 `json:"handoff-left-out"`
+	HandoffLost     uint64 `json:"handoff-lost"`
+	HandoffImported uint64 `json:"handoff-imported"`
+	HandoffRefused  uint64 `json:"handoff-refused"`
 }
 
 // Status is the loop's state now.
@@ -472,7 +494,9 @@ func (s *Sync) Status() Status {
 	defer s.mu.Unlock()
 	st := Status{Host: s.local.Cluster.Host, Connected: s.connected.Load(), Applied: s.applied.Load(), Seen: s.seen,
 		Relists: s.relists.Load(), Refusals: s.refusals.Load(), Staleness: -1, LastApply: time.Duration(s.lastApply.Load()).Seconds(),
-		LastBuild: time.Duration(s.lastBuild.Load()).Seconds(), Saved: s.saved.Load(), LastSave: time.Duration(s.lastSave.Load()).Seconds()}
+		LastBuild: time.Duration(s.lastBuild.Load()).Seconds(), Saved: s.saved.Load(), LastSave: time.Duration(s.lastSave.Load()).Seconds(),
+		HandoffSent: s.handoff.sent.Load(), HandoffLeftOut: s.handoff.leftOut.Load(), HandoffLost: s.handoff.lost.Load(),
+		HandoffImported: s.handoff.imported.Load(), HandoffRefused: s.handoff.refused.Load()}
 	if !s.good.IsZero() {
 		st.Staleness = time.Since(s.good).Seconds()
 	}
@@ -650,7 +674,7 @@ var (
 
 // Describe is prometheus.Collector's.
 func (s *Sync) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnected, descApplied, descSeen, descStale, descRelists, descRefused} {
+	for _, d := range []*prometheus.Desc{descConnected, descApplied, descSeen, descStale, descRelists, descRefused, descHandoff} {
 		ch <- d
 	}
 }
@@ -668,6 +692,7 @@ func (s *Sync) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descStale, prometheus.GaugeValue, st.Staleness)
 	ch <- prometheus.MustNewConstMetric(descRelists, prometheus.CounterValue, float64(st.Relists))
 	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.Refusals))
+	s.collectHandoff(ch)
 }
 
 // ClusterStatus is Status for the control API (source.Remote).
