@@ -188,4 +188,32 @@ func TestFragmentsAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { fr.Later(fragKey(2), 8, 16) }); n != 0 {
 		t.Fatalf("Later (orphan): %v allocations", n)
 	}
+	// The storage is allocated at the first datagram, for all of them:
+	// new datagrams, the ring wrapping around, allocate nothing.
+	id := uint32(100)
+	if n := testing.AllocsPerRun(3*DefaultFragMax, func() {
+		fr.First(fragKey(id), true, 8)
+		id++
+	}); n != 0 {
+		t.Fatalf("First: %v allocations", n)
+	}
+}
+
+func TestFragmentsUntouchedUntilFirst(t *testing.T) {
+	fr := NewFragments(FragConfig{}, &ManualClock{})
+	if fr.ring != nil || fr.ranges != nil || fr.index != nil {
+		t.Fatal("a new table allocated its storage")
+	}
+	if _, ok := fr.Later(fragKey(1), 8, 16); ok {
+		t.Fatal("a later fragment passed an empty table")
+	}
+	if st := fr.Stats(); st.Datagrams != 0 || st.Orphans != 1 {
+		t.Fatalf("stats %+v, want no datagram and one orphan", st)
+	}
+	if !fr.First(fragKey(1), true, 8) || len(fr.ring) != DefaultFragMax {
+		t.Fatal("the first datagram did not size the table")
+	}
+	if allowed, ok := fr.Later(fragKey(1), 8, 16); !ok || !allowed {
+		t.Fatal("the first datagram's later fragment was refused")
+	}
 }

@@ -85,8 +85,21 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // The file is built in memory and written with one Write: about 124 bytes
 // per connection, the size of the file, until Save returns.
 func (t *Table) Save(w io.Writer) (int, error) {
-	buf := make([]byte, headerSize, headerSize+t.Len()*recordSize+crcSize)
-	n := 0
+	n, _, err := t.SaveSelected(w, nil, 0)
+	return n, err
+}
+
+// SaveSelected is Save of the live connections that keep (nil: all)
+// accepts, given each one's original-direction key and Meta, at most max of
+// them (0: no bound); over counts those accepted beyond max, left out. keep
+// runs with a shard locked and must not call the table. The connections of
+// one instance handed to another host are saved so (SPEC §9).
+func (t *Table) SaveSelected(w io.Writer, keep func(Key, Meta) bool, max int) (n, over int, err error) {
+	size := t.Len()
+	if keep != nil {
+		size = min(size, 64)
+	}
+	buf := make([]byte, headerSize, headerSize+size*recordSize+crcSize)
 	for si := range t.shards {
 		s := &t.shards[si]
 		s.mu.Lock()
@@ -96,6 +109,13 @@ func (t *Table) Save(w io.Writer) (int, error) {
 			for i := range c[:m] {
 				e := &c[i]
 				if e.state == StateNone || e.expires <= now {
+					continue
+				}
+				if keep != nil && !keep(e.origKey(), e.meta()) {
+					continue
+				}
+				if max > 0 && n == max {
+					over++
 					continue
 				}
 				buf = slices.Grow(buf, recordSize)
@@ -112,9 +132,9 @@ func (t *Table) Save(w io.Writer) (int, error) {
 	binary.LittleEndian.PutUint64(buf[16:], uint64(n))
 	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
 	if _, err := w.Write(buf); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return n, nil
+	return n, over, nil
 }
 
 // putRecord encodes e, with left nanoseconds to live, into b.
@@ -274,6 +294,18 @@ func checkRecord(b []byte) error {
 // tuple the table already holds live is not added either: the table's own is
 // newer.
 func (t *Table) Restore(r io.Reader, remap func(Meta) (Meta, bool)) (int, error) {
+	var admit func(Key, Meta) (Meta, bool)
+	if remap != nil {
+		admit = func(_ Key, m Meta) (Meta, bool) { return remap(m) }
+	}
+	return t.RestoreSelected(r, admit)
+}
+
+// RestoreSelected is Restore whose admit (nil: keep all) is also given each
+// connection's original-direction key: a host importing another host's
+// connections checks whose they are and what the policy says of them.
+func (t *Table) RestoreSelected(r io.Reader, admit func(Key, Meta) (Meta, bool)) (int, error) {
+	remap := admit
 	staged, err := t.stage(r)
 	if err != nil {
 		return 0, err
@@ -405,7 +437,7 @@ func (t *Table) takeOwner(owner int32) bool {
 // it added. A shard that never held an entry (a new table's) adopts the
 // staged slab with an index built for it; otherwise the connections are
 // copied in one by one.
-func (t *Table) merge(s, sg *shard, remap func(Meta) (Meta, bool)) int {
+func (t *Table) merge(s, sg *shard, remap func(Key, Meta) (Meta, bool)) int {
 	// Remap, drop and set the deadlines, without any lock held (sg is
 	// private); dropped entries go to sg's free list.
 	now := t.clock.Now()
@@ -413,7 +445,7 @@ func (t *Table) merge(s, sg *shard, remap func(Meta) (Meta, bool)) int {
 	for i := range sg.used {
 		e := sg.at(i)
 		if remap != nil {
-			m, ok := remap(e.meta())
+			m, ok := remap(e.origKey(), e.meta())
 			if !ok {
 				e.state = StateNone
 				e.expires = int64(sg.freeHead)

@@ -712,3 +712,52 @@ func TestRestoreMany(t *testing.T) {
 		}
 	}
 }
+
+// SaveSelected writes only the connections keep accepts, at most max, and
+// RestoreSelected's admit sees each one's original-direction key: what a
+// host hands over of one instance, and how the next host checks it.
+func TestSaveRestoreSelected(t *testing.T) {
+	tab, _ := newTestTable(Config{})
+	for i := range 10 {
+		mustInsert(t, tab, udpPacket(uint16(1000+i), 53), Meta{A: int32(i % 2), B: 100, Allowed: true})
+	}
+	// A connection whose originator sorts second: its stored key is swapped.
+	back := &Packet{Key: KeyFrom(protoUDP, srvAddr, cliAddr, 53, 999, 0), Len: 100}
+	mustInsert(t, tab, back, Meta{A: 0, B: 100, Allowed: true})
+	var buf bytes.Buffer
+	n, over, err := tab.SaveSelected(&buf, func(k Key, m Meta) bool { return m.A == 0 }, 5)
+	if err != nil || n != 5 || over != 1 {
+		t.Fatalf("SaveSelected: %d written, %d over, %v; want 5 of the 6 of owner 0", n, over, err)
+	}
+	buf.Reset()
+	if n, over, err = tab.SaveSelected(&buf, func(k Key, m Meta) bool { return m.A == 0 }, 0); err != nil || n != 6 || over != 0 {
+		t.Fatalf("SaveSelected without a bound: %d, %d, %v", n, over, err)
+	}
+	tab2, _ := newTestTable(Config{})
+	var seen []Key
+	got, err := tab2.RestoreSelected(bytes.NewReader(buf.Bytes()), func(k Key, m Meta) (Meta, bool) {
+		seen = append(seen, k)
+		return Meta{A: 7, B: 8, Allowed: true}, k.SrcPort != 1002
+	})
+	if err != nil || got != 5 || len(seen) != 6 {
+		t.Fatalf("RestoreSelected: %d, %v, %d keys seen", got, err, len(seen))
+	}
+	found := false
+	for _, k := range seen {
+		if k.SrcAddr() == srvAddr && k.SrcPort == 53 && k.DstPort == 999 {
+			found = true
+		}
+		if k.SrcPort != 53 && k.SrcAddr() != cliAddr {
+			t.Errorf("key %v is not in its original direction", k)
+		}
+	}
+	if !found {
+		t.Errorf("the swapped connection's original-direction key is not among %v", seen)
+	}
+	if r := tab2.Track(back); r.Verdict != Valid || r.Dir != Original || r.Meta.A != 7 {
+		t.Errorf("the swapped connection after the import: %v %v %+v", r.Verdict, r.Dir, r.Meta)
+	}
+	if r := tab2.Track(udpPacket(1002, 53)); r.Verdict != Miss {
+		t.Errorf("a connection admit refused: %v", r.Verdict)
+	}
+}

@@ -67,7 +67,8 @@ func (s *Switch) answerARP(st *state, in int32, sc *Scratch) ([]byte, filter.Rea
 	if owner, ok := st.owner4[f.ARPTPA]; ok {
 		mac = net.HardwareAddr(st.inst[owner].id.MAC[:])
 	} else {
-		mac = net.HardwareAddr(st.remotes[st.remote4[f.ARPTPA]][:])
+		m := st.remote4[f.ARPTPA]
+		mac = net.HardwareAddr(m[:])
 	}
 	asker := net.HardwareAddr(f.ARPSHA[:])
 	b, err := sc.reply.build(
@@ -87,7 +88,8 @@ func (s *Switch) answerNS(st *state, in int32, sc *Scratch) ([]byte, filter.Reas
 	if owner, ok := st.owner6[f.NDTarget]; ok {
 		mac = net.HardwareAddr(st.inst[owner].id.MAC[:])
 	} else {
-		mac = net.HardwareAddr(st.remotes[st.remote6[f.NDTarget]][:])
+		m := st.remote6[f.NDTarget]
+		mac = net.HardwareAddr(m[:])
 	}
 	dstIP, dstMAC := f.SrcIP, net.HardwareAddr(f.Src[:])
 	flags := uint8(0x60) // solicited + override

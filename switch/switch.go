@@ -94,13 +94,10 @@ type state struct {
 	// port here: their addresses are group members in the policy, ARP and
 	// ND for them are answered with their MAC, and frames to them leave by
 	// the uplink, where their own host decides the ingress.
-	cluster   bool                 // in a cluster: the uplink may not claim a local instance's address
-	remoteMAC map[[6]byte]struct{} // MACs of remote instances
-	remote4   map[netip.Addr]int32 // IPv4 address → index in remotes
-	remote6   map[netip.Addr]int32 // IPv6 global and link-local → index in remotes
-	remotes   [][6]byte            // remote instances' MACs
-	dhcp      dhcpSettings
-	mtu       int
+	cluster bool // in a cluster: the uplink may not claim a local instance's address
+	*remoteTable
+	dhcp dhcpSettings
+	mtu  int
 }
 
 // instancePort is the identity and settings of one instance port.
@@ -225,12 +222,22 @@ func (s *Switch) buildState(cfg *config.Config, prev *state, open func(port.Spec
 	if err != nil {
 		return nil, nil, err
 	}
+	local := len(cfg.Instances)
+	if cfg.Cluster != nil { // most instances of a cluster run elsewhere
+		local = 0
+		for i := range cfg.Instances {
+			if !cfg.Remote(&cfg.Instances[i]) {
+				local++
+			}
+		}
+	}
 	st = &state{cfg: cfg, policy: pol, gen: gen, uplink: -1, mtu: DefaultMTU,
-		byMAC:   make(map[[6]byte]int32, len(cfg.Instances)),
-		owner4:  make(map[netip.Addr]int32, len(cfg.Instances)),
-		owner6:  make(map[netip.Addr]int32, 2*len(cfg.Instances)),
-		dhcp:    newDHCPSettings(cfg),
-		cluster: cfg.Cluster != nil,
+		byMAC:       make(map[[6]byte]int32, local),
+		owner4:      make(map[netip.Addr]int32, local),
+		owner6:      make(map[netip.Addr]int32, 2*local),
+		dhcp:        newDHCPSettings(cfg),
+		cluster:     cfg.Cluster != nil,
+		remoteTable: remotesOf(prev, cfg),
 	}
 	// Carry over every port id, then reuse or drop them one by one.
 	var keep map[string]*portRuntime // instance name (or "" for the uplink) → runtime
@@ -279,22 +286,21 @@ func (s *Switch) buildState(cfg *config.Config, prev *state, open func(port.Spec
 		st.inst = append(st.inst, instancePort{cfg: -1})
 		return pr.id, nil
 	}
-	for i, in := range cfg.Instances {
-		if cfg.Remote(&in) {
-			st.addRemote(&in)
-			continue
+	for i := range cfg.Instances {
+		in := &cfg.Instances[i]
+		if cfg.Remote(in) {
+			continue // in st.remoteTable
 		}
+		mac := [6]byte(in.MAC)
+		// A port stays when its instance keeps its device and its MAC.
 		same := true
-		if prev != nil {
-			if _, pi := prev.cfg.Instance(in.Name); pi >= 0 {
-				same = prev.cfg.Instances[pi].MAC.String() == in.MAC.String()
-			}
+		if pr := keep[in.Name]; pr != nil && prev.inst[pr.id].cfg >= 0 {
+			same = prev.inst[pr.id].id.MAC == mac
 		}
-		id, err := place(in.Name, instanceSpec(&in), same)
+		id, err := place(in.Name, instanceSpec(in), same)
 		if err != nil {
 			return nil, nil, err
 		}
-		mac := [6]byte(in.MAC)
 		var v6 netip.Addr
 		if in.IPv6.IsValid() {
 			v6 = in.IPv6.Addr()
@@ -334,29 +340,6 @@ func uplinkSpec(u *config.Uplink) port.Spec {
 		return port.Spec{Kind: port.KindNetdev, Device: u.Netdev, Uplink: true}
 	}
 	return port.Spec{Kind: port.KindTAP, Device: u.Port, Uplink: true}
-}
-
-// addRemote records an instance of another host.
-func (st *state) addRemote(in *config.Instance) {
-	if st.remoteMAC == nil {
-		st.remoteMAC = map[[6]byte]struct{}{}
-		st.remote4 = map[netip.Addr]int32{}
-		st.remote6 = map[netip.Addr]int32{}
-	}
-	mac := [6]byte(in.MAC)
-	k := int32(len(st.remotes))
-	st.remotes = append(st.remotes, mac)
-	var v6 netip.Addr
-	if in.IPv6.IsValid() {
-		v6 = in.IPv6.Addr()
-	}
-	id := filter.NewIdentity(mac, in.IPv4.Addr(), v6)
-	st.remoteMAC[mac] = struct{}{}
-	st.remote4[in.IPv4.Addr()] = k
-	st.remote6[id.LinkLocal] = k
-	if v6.IsValid() {
-		st.remote6[v6] = k
-	}
 }
 
 // Config is the configuration currently in force.

@@ -7,7 +7,11 @@
 // write to each host having it applied, the real host's rebuild (parse,
 // check, compile, swap) and etcd's memory.
 //
-//	go run ./bench/clusterscale [-hosts 1000] [-instances 100000] [-groups 1000] [-writes 30]
+//	go run ./bench/clusterscale [-hosts 1000] [-instances 100000] [-groups 1000] [-writes 30] [-state]
+//
+// With -state the real host keeps its state file (cluster.state, in a
+// temporary directory) as `sgswitch run` does, and the write of it after
+// each revision is reported.
 package main
 
 import (
@@ -16,6 +20,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -38,8 +43,9 @@ func main() {
 	groups := flag.Int("groups", 1000, "security groups")
 	writes := flag.Int("writes", 30, "membership writes measured")
 	clients := flag.Int("clients", 0, "etcd clients the simulated hosts share (0: one each)")
+	state := flag.Bool("state", false, "the real host keeps its state file, as sgswitch run does")
 	flag.Parse()
-	if err := run(*hosts, *instances, *groups, *writes, *clients); err != nil {
+	if err := run(*hosts, *instances, *groups, *writes, *clients, *state); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -53,7 +59,7 @@ func instanceRecord(i, hosts, groups int, group int) (string, string) {
 	return etcdsrc.Keys{Prefix: prefix}.Instance(name), v
 }
 
-func run(hosts, instances, groups, writes, clients int) error {
+func run(hosts, instances, groups, writes, clients int, keepState bool) error {
 	ctx := context.Background()
 	fmt.Printf("starting a 3-member etcd\n")
 	ec, err := etcdtest.Start("", 3, etcdtest.Options{Name: "ec-scale", MaxTxnOps: 10000})
@@ -120,7 +126,16 @@ func run(hosts, instances, groups, writes, clients int) error {
 	}
 	defer store.Close()
 	w := source.NewWriter(sw, source.Options{})
-	sync0 := etcdsrc.NewSync(store, w, local, "", nil)
+	statePath := ""
+	if keepState {
+		dir, err := os.MkdirTemp("", "clusterscale-state-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		statePath = filepath.Join(dir, "cluster.state")
+	}
+	sync0 := etcdsrc.NewSync(store, w, local, statePath, nil)
 	w.SetRemote(sync0)
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -196,7 +211,7 @@ func run(hosts, instances, groups, writes, clients int) error {
 	// The writes: instance j moves to group j+1's.
 	var all []time.Duration
 	var real []time.Duration
-	var rebuild, build []float64
+	var rebuild, build, saves []float64
 	for k := 0; k < writes; k++ {
 		i := (k * 7919) % instances
 		key, v := instanceRecord(i, hosts, groups, (i+k+1)%groups)
@@ -212,6 +227,10 @@ func run(hosts, instances, groups, writes, clients int) error {
 		real = append(real, time.Since(t0))
 		st := sync0.Status()
 		rebuild, build = append(rebuild, st.LastApply), append(build, st.LastBuild)
+		if keepState {
+			sync0.FlushState() // the write of the state file after it, for its time
+			saves = append(saves, sync0.Status().LastSave)
+		}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			mu.Lock()
@@ -242,6 +261,12 @@ func run(hosts, instances, groups, writes, clients int) error {
 	fmt.Printf("write → applied over %d writes × %d hosts: p50 %v, p99 %v, max %v\n", writes, hosts, q(all, .5).Round(time.Microsecond), q(all, .99).Round(time.Microsecond), all[len(all)-1].Round(time.Microsecond))
 	fmt.Printf("the real host: write → applied p50 %v, p99 %v; rebuild (decode, check, compile, swap) median %.3fs, max %.3fs; of it decode and check median %.3fs\n",
 		q(real, .5).Round(time.Millisecond), q(real, .99).Round(time.Millisecond), rebuild[len(rebuild)/2], rebuild[len(rebuild)-1], build[len(build)/2])
+	if keepState {
+		sort.Float64s(saves)
+		fi, _ := os.Stat(statePath)
+		fmt.Printf("the real host's state file (%.1f MiB): written after each revision in median %.3fs, max %.3fs (off the apply path)\n",
+			float64(fi.Size())/(1<<20), saves[len(saves)/2], saves[len(saves)-1])
+	}
 	fmt.Printf("etcd members' resident memory after the writes: %.0f MiB in all\n", float64(rss2)/(1<<20))
 	if q(all, .99) > time.Second {
 		fmt.Println("goal missed: p99 write → applied > 1 s")

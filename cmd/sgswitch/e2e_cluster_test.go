@@ -20,7 +20,8 @@ import (
 
 // clusterPolicy is the policy of the multi-host e2e: db on hv-b admits
 // MySQL from group ec-web only; ecw1 (ec-web) and eco1 (ec-ops) run on hv-a,
-// eco3 (ec-ops) on hv-c.
+// eco3 (ec-ops) on hv-c. mgm1 (mg-mig: TCP out to ports 7000-7001) on hv-a
+// is the instance that migrates to hv-b.
 const clusterPolicy = `cluster: {etcd: {endpoints: [http://127.0.0.1:2379], prefix: /ec-e2e}}
 uplink: {port: ecup, gateway: 10.0.0.1/24}
 security-groups:
@@ -33,11 +34,18 @@ security-groups:
   - name: ec-db
     rules:
       - {flow-direction: ingress, protocol: tcp, start-port: 3306, end-port: 3306, security-group: ec-web}
+  - name: mg-mig
+    rules:
+      - {flow-direction: egress, protocol: tcp, start-port: 7000, end-port: 7001, network: 10.0.0.1/32}
+  - name: mg-mig2
+    rules:
+      - {flow-direction: egress, protocol: tcp, start-port: 7000, end-port: 7000, network: 10.0.0.1/32}
 instances:
   - {name: ecw1, host: hv-a, mac: "02:ec:00:00:00:11", ipv4: 10.0.0.11/24, security-groups: [ec-web]}
   - {name: eco1, host: hv-a, mac: "02:ec:00:00:00:12", ipv4: 10.0.0.12/24, security-groups: [ec-ops]}
   - {name: ecd2, host: hv-b, mac: "02:ec:00:00:00:21", ipv4: 10.0.0.21/24, security-groups: [ec-db]}
   - {name: eco3, host: hv-c, mac: "02:ec:00:00:00:31", ipv4: 10.0.0.31/24, security-groups: [ec-ops]}
+  - {name: mgm1, host: hv-a, mac: "02:ec:00:00:00:41", ipv4: 10.0.0.41/24, security-groups: [mg-mig]}
 `
 
 type clusterE2E struct {
@@ -207,6 +215,8 @@ func TestE2ECluster(t *testing.T) {
 		t.Errorf("a stale If-Match: %d %s", code, out)
 	}
 
+	c.migrate()
+
 	// One etcd member killed: nothing changes, writes go on.
 	l.Etcd.Members[0].Kill()
 	c.expect("one member killed", map[string]bool{"ecw1": true, "eco1": true, "eco3": false})
@@ -284,5 +294,105 @@ func TestE2ECluster(t *testing.T) {
 	}
 	if a, b := c.policyOf("hv-a"), c.policyOf("hv-c"); a != b {
 		t.Errorf("after the resync hv-c's policy differs from hv-a's:\n%s\n%s", b, a)
+	}
+}
+
+// migrate moves mgm1 from hv-a to hv-b as a live migration does: its
+// record's host changes (and its port: the VM's new TAP on hv-b, mgm1b),
+// and its network device reappears in the same guest (the namespace mgm1)
+// with the same MAC and address, while the guest's TCP connections stay
+// open. Its connection to port 7000 of the fabric's gateway keeps working on
+// hv-b — its replies are established there, not new ingress, which mgm1's
+// groups do not allow — and its connection to port 7001, which the same
+// revision's group list (mg-mig2) no longer allows, does not.
+func (c *clusterE2E) migrate() {
+	t := c.t
+	gw := c.l.Spec.Policy.Uplink.Gateway.Addr()
+	echoServer(t, c.l.Fabric(), netip.AddrPortFrom(gw, 7000))
+	echoServer(t, c.l.Fabric(), netip.AddrPortFrom(gw, 7001))
+	echo := func(conn net.Conn, msg string, within time.Duration) error {
+		conn.SetDeadline(time.Now().Add(within))
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, got); err != nil {
+			return err
+		}
+		if string(got) != msg {
+			return fmt.Errorf("echoed %q, want %q", got, msg)
+		}
+		return nil
+	}
+	var conns [2]net.Conn
+	for i, port := range []uint16{7000, 7001} {
+		conn, err := dial("mgm1", netip.AddrPortFrom(gw, port))
+		if err != nil {
+			t.Fatalf("mgm1 → %s:%d before the move: %v", gw, port, err)
+		}
+		defer conn.Close()
+		if err := echo(conn, "before the move", 3*time.Second); err != nil {
+			t.Fatalf("mgm1 → %s:%d before the move: %v", gw, port, err)
+		}
+		conns[i] = conn
+	}
+	sentBefore, importedBefore := c.status("hv-a").HandoffSent, c.status("hv-b").HandoffImported
+	refusedBefore := c.status("hv-b").HandoffRefused
+
+	// The orchestrator moves the record (one put, as etcdctl would).
+	cli, err := c.l.Etcd.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	key := etcdsrc.Keys{Prefix: c.l.Spec.Policy.Cluster.Etcd.Prefix}.Instance("mgm1")
+	pr, err := cli.Put(c.ctx, key, "name: mgm1\nhost: hv-b\ntap: mgm1b\nmac: \"02:ec:00:00:00:41\"\nipv4: 10.0.0.41/24\nsecurity-groups: [mg-mig2]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rev := pr.Header.Revision
+	c.waitFor("both hosts applying the move", 10*time.Second, func() bool { return c.applied("hv-a") >= rev && c.applied("hv-b") >= rev })
+	// The guest's device moves: hv-b's new TAP into the guest, the old one gone.
+	hb := c.l.Host("hv-b")
+	c.waitFor("hv-b opening mgm1b", 10*time.Second, func() bool { return exec.Command("ip", "-n", hb.NS, "link", "show", "mgm1b").Run() == nil })
+	// (The old TAP is gone already if hv-a's was not persistent.)
+	exec.Command("ip", "-n", "mgm1", "link", "del", "mgm1").Run()
+	for _, cmd := range [][]string{
+		{"-n", hb.NS, "link", "set", "mgm1b", "netns", "mgm1"},
+		{"-n", "mgm1", "link", "set", "mgm1b", "address", "02:ec:00:00:00:41"},
+		{"-n", "mgm1", "addr", "add", "10.0.0.41/24", "dev", "mgm1b"},
+		{"-n", "mgm1", "link", "set", "mgm1b", "up"},
+		{"-n", "mgm1", "route", "add", "default", "via", gw.String()},
+	} {
+		if out, err := exec.Command("ip", cmd...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(cmd, " "), err, out)
+		}
+	}
+	moved := time.Since(start)
+	// The guest writes at once; what it sends before hv-b has the
+	// connection is dropped and retransmitted.
+	if err := echo(conns[0], "after the move", 10*time.Second); err != nil {
+		t.Errorf("mgm1's connection to port 7000 after the move to hv-b: %v", err)
+	}
+	took := time.Since(start)
+	c.waitFor("hv-b counting mgm1's connections", 10*time.Second, func() bool {
+		st := c.status("hv-b")
+		return st.HandoffImported > importedBefore && st.HandoffRefused > refusedBefore
+	})
+	if err := echo(conns[1], "after the move", 3*time.Second); err == nil {
+		t.Error("mgm1's connection to port 7001, which its groups on hv-b do not allow, still works after the move")
+	}
+	a, b := c.status("hv-a"), c.status("hv-b")
+	t.Logf("mgm1 moved from hv-a to hv-b (record written → device in place: %v); its connection echoed again %v after the write; hv-a handed over %d connections, hv-b imported %d and refused %d",
+		moved, took, a.HandoffSent-sentBefore, b.HandoffImported-importedBefore, b.HandoffRefused-refusedBefore)
+	if a.HandoffSent-sentBefore != 2 || b.HandoffImported-importedBefore != 1 || b.HandoffRefused-refusedBefore != 1 {
+		t.Errorf("hand-off counts: hv-a sent %d, hv-b imported %d and refused %d; want 2, 1, 1", a.HandoffSent-sentBefore, b.HandoffImported-importedBefore, b.HandoffRefused-refusedBefore)
+	}
+	// A new connection on hv-b goes by its policy there.
+	if conn, err := dial("mgm1", netip.AddrPortFrom(gw, 7000)); err != nil {
+		t.Errorf("a new connection of mgm1 on hv-b: %v", err)
+	} else {
+		conn.Close()
 	}
 }

@@ -5,11 +5,23 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/sgswitch/sgswitch/filter"
+	"github.com/sgswitch/sgswitch/filter/config"
+	ft "github.com/sgswitch/sgswitch/filter/framegen"
+	vswitch "github.com/sgswitch/sgswitch/switch"
+	"github.com/sgswitch/sgswitch/switch/capture"
 )
 
 // TestReplayGolden replays the generated seed capture through the pipeline
@@ -187,5 +199,62 @@ func TestReplayConstantMemory(t *testing.T) {
 	t.Logf("peak RSS: %.1f MB for %d bytes, %.1f MB for %d bytes", ps, len(seed), pl, fi.Size())
 	if grow := pl - ps; grow > 8 {
 		t.Fatalf("peak memory grew by %.1f MB for a capture %.0f MB larger", grow, float64(fi.Size()-int64(len(seed)))/1e6)
+	}
+}
+
+// TestReplaySweepsExpired: a capture of 20,000 DNS queries from backend1 to
+// backend2, one every 100 ms (33 minutes of capture; an unreplied UDP
+// connection times out after 30 s), replays with every query allowed and a
+// connection table that holds about the last 30 s of them, as a running
+// switch's sweep keeps it, not all 20,000.
+func TestReplaySweepsExpired(t *testing.T) {
+	const queries = 20000
+	path := filepath.Join(t.TempDir(), "rp-dns.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pcapgo.NewWriter(f)
+	w.WriteFileHeader(65536, layers.LinkTypeEthernet)
+	b1 := ft.Host{MAC: ft.MustMAC("02:00:00:00:00:21"), IP: netip.MustParseAddr("10.0.0.21")}
+	b2 := ft.Host{MAC: ft.MustMAC("02:00:00:00:00:22"), IP: netip.MustParseAddr("10.0.0.22")}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range queries {
+		frame := ft.UDP(b1, b2, uint16(10000+i), 53, make([]byte, 30))
+		ci := gopacket.CaptureInfo{Timestamp: start.Add(time.Duration(i) * 100 * time.Millisecond), CaptureLength: len(frame), Length: len(frame)}
+		if err := w.WritePacket(ci, frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load("../../testdata/lab/seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := newReplaySource([]string{path}, 1, capture.Options{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.close()
+	clock := &vswitch.Clock{}
+	sw, err := vswitch.New(cfg, vswitch.Options{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	rp := &replayer{sw: sw, clock: clock, src: src, ports: portCache{sw: sw}}
+	st, err := rp.runOne(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.frames != queries || st.byVerdict[filter.Forward] != queries {
+		t.Fatalf("%d frames, %d forwarded; want all %d forwarded", st.frames, st.byVerdict[filter.Forward], queries)
+	}
+	// 300 queries are live at a time; the sweep runs when the table has
+	// grown by a quarter plus 1,024 entries since the last one left it.
+	if n := sw.Conntrack().Len(); n > 2000 {
+		t.Fatalf("the table holds %d connections at the end, want the last 30 s of queries (300) plus what waits for the next sweep", n)
 	}
 }

@@ -68,6 +68,11 @@ func (p *parser) entryErrors() error {
 // entries in this order would: instances[3].mac. The entries are shared,
 // not copied: the returned configuration must not be modified.
 func Assemble(file string, head []byte, groups, instances []*Entry) (*Config, error) {
+	c, _, err := assemble(file, head, groups, instances)
+	return c, err
+}
+
+func assemble(file string, head []byte, groups, instances []*Entry) (*Config, *claims, error) {
 	p := &parser{file: file, lines: map[string]int{}}
 	root := p.document(head)
 	c := &Config{File: file}
@@ -78,7 +83,7 @@ func Assemble(file string, head []byte, groups, instances []*Entry) (*Config, er
 		p.errorf(1, "", "the head of an assembled policy holds no security-groups or instances")
 	}
 	if len(p.errs) > 0 {
-		return nil, p.errs
+		return nil, nil, p.errs
 	}
 	c.SecurityGroups = make([]SecurityGroup, len(groups), len(groups)+1)
 	for i, e := range groups {
@@ -107,13 +112,13 @@ func Assemble(file string, head []byte, groups, instances []*Entry) (*Config, er
 		l, ok := entries[i].lines[strings.TrimPrefix(rest[end+1:], ".")]
 		return l, ok
 	}
-	p.crossCheck(c)
+	cl := p.crossCheck(c)
 	if len(p.errs) > 0 {
-		return nil, p.errs
+		return nil, nil, p.errs
 	}
 	p.warns.sortByLine()
 	for _, w := range p.warns {
 		c.Warnings = append(c.Warnings, w.Error())
 	}
-	return c, nil
+	return c, cl, nil
 }

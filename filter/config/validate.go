@@ -11,38 +11,17 @@ import (
 // groups. It runs after the walk so that a rule may name a group defined
 // further down. It also adds the group `default` when the file does not
 // define it, because an instance without a group list joins it.
-func (p *parser) crossCheck(c *Config) {
-	groups := make(map[string]holder, len(c.SecurityGroups)+1)
-	var groupNames []string
-	for i, g := range c.SecurityGroups {
-		if g.Name != "" && claimOnce(p, groups, g.Name, hold("security-groups", "name", i), quoted(g.Name)) {
-			groupNames = append(groupNames, g.Name)
-		}
-	}
-	if _, ok := groups[DefaultGroup]; !ok {
-		c.SecurityGroups = append(c.SecurityGroups, SecurityGroup{Name: DefaultGroup})
-		groups[DefaultGroup] = holder{}
-		groupNames = append(groupNames, DefaultGroup)
-	}
-	checkRef := func(name, field string) {
-		if _, ok := groups[name]; name != "" && !ok {
-			p.errorf(p.line(field), field, "no group named %q; defined groups are %s", name, strings.Join(groupNames, ", "))
-		}
-	}
-	for i, g := range c.SecurityGroups {
-		for j, r := range g.Rules {
-			checkRef(r.SecurityGroup, fmt.Sprintf("security-groups[%d].rules[%d].security-group", i, j))
-		}
-	}
+func (p *parser) crossCheck(c *Config) *claims {
+	cl := p.checkGroups(c)
 
 	// The uplink claims its port and addresses first: instances are the
 	// entries that have to make way for the infrastructure. Field paths and
 	// shown values are formatted only for a message: a cluster's policy of
 	// 100,000 instances is checked at every revision.
 	n := len(c.Instances)
-	names, macs := make(map[string]holder, n), make(map[string]holder, n)
-	taps := make(map[[2]string]holder, n+1)
-	addrs := make(map[netip.Addr]holder, n+8)
+	cl.names, cl.macs = make(map[string]holder, n), make(map[string]holder, n)
+	cl.taps = make(map[[2]string]holder, n+1)
+	cl.addrs = make(map[netip.Addr]holder, n+8)
 	if u := c.Uplink; u != nil {
 		local := ""
 		if c.Cluster != nil {
@@ -50,26 +29,26 @@ func (p *parser) crossCheck(c *Config) {
 		}
 		for _, f := range []string{"tap", "port"} {
 			if _, given := p.lookup("uplink." + f); given && u.Port != "" {
-				claimOnce(p, taps, [2]string{local, u.Port}, hold("uplink", f, 0), quoted(u.Port))
+				claimOnce(p, cl.taps, [2]string{local, u.Port}, hold("uplink", f, 0), quoted(u.Port))
 			}
 		}
 		if u.Netdev != "" {
-			claimOnce(p, taps, [2]string{local, u.Netdev}, hold("uplink", "netdev", 0), quoted(u.Netdev))
+			claimOnce(p, cl.taps, [2]string{local, u.Netdev}, hold("uplink", "netdev", 0), quoted(u.Netdev))
 		}
 		if u.Gateway.IsValid() {
-			claimOnce(p, addrs, u.Gateway.Addr(), hold("uplink", "gateway", 0), u.Gateway.Addr().String)
+			claimOnce(p, cl.addrs, u.Gateway.Addr(), hold("uplink", "gateway", 0), u.Gateway.Addr().String)
 		}
 		for i, a := range u.LabHosts {
 			if a.IsValid() {
-				claimOnce(p, addrs, a, hold("uplink.lab-hosts", "", i), a.String)
+				claimOnce(p, cl.addrs, a, hold("uplink.lab-hosts", "", i), a.String)
 			}
 		}
 	}
-	p.checkVhostSockets(c)
+	cl.sockets = p.checkVhostSockets(c)
 	for i := range c.Instances {
 		in := &c.Instances[i]
 		if in.Name != "" {
-			claimOnce(p, names, in.Name, holder{int32(i), hName}, quoted(in.Name))
+			claimOnce(p, cl.names, in.Name, holder{int32(i), hName}, quoted(in.Name))
 		}
 		if in.TAP != "" {
 			shown := func() string {
@@ -80,23 +59,23 @@ func (p *parser) crossCheck(c *Config) {
 				return s
 			}
 			// A TAP name is unique on its host: two hosts may both have a web1.
-			claimOnce(p, taps, [2]string{in.Host, in.TAP}, holder{int32(i), hTAP}, shown)
+			claimOnce(p, cl.taps, [2]string{in.Host, in.TAP}, holder{int32(i), hTAP}, shown)
 		}
 		if in.Netdev != "" {
-			claimOnce(p, taps, [2]string{in.Host, in.Netdev}, holder{int32(i), hNetdev}, quoted(in.Netdev))
+			claimOnce(p, cl.taps, [2]string{in.Host, in.Netdev}, holder{int32(i), hNetdev}, quoted(in.Netdev))
 		}
 		if in.MAC != nil {
-			claimOnce(p, macs, string(in.MAC), holder{int32(i), hMAC}, in.MAC.String)
+			claimOnce(p, cl.macs, string(in.MAC), holder{int32(i), hMAC}, in.MAC.String)
 		}
 		if in.IPv4.IsValid() {
-			claimOnce(p, addrs, in.IPv4.Addr(), holder{int32(i), hIPv4}, in.IPv4.Addr().String)
+			claimOnce(p, cl.addrs, in.IPv4.Addr(), holder{int32(i), hIPv4}, in.IPv4.Addr().String)
 		}
 		if in.IPv6.IsValid() {
-			claimOnce(p, addrs, in.IPv6.Addr(), holder{int32(i), hIPv6}, in.IPv6.Addr().String)
+			claimOnce(p, cl.addrs, in.IPv6.Addr(), holder{int32(i), hIPv6}, in.IPv6.Addr().String)
 		}
 		for j, g := range in.SecurityGroups {
-			if _, ok := groups[g]; !ok {
-				checkRef(g, index(index("instances", i)+".security-groups", j))
+			if _, ok := cl.groups[g]; !ok {
+				cl.checkRef(p, g, index(index("instances", i)+".security-groups", j))
 			}
 		}
 		switch {
@@ -107,6 +86,49 @@ func (p *parser) crossCheck(c *Config) {
 			path := index("instances", i)
 			p.errorf(p.line(path+".name"), path+".host", "missing; in a cluster every instance names the host it runs on, e.g. host: hv-a")
 		}
+	}
+	return cl
+}
+
+// claims are the unique values of a configuration and the fields that hold
+// them, as crossCheck found them: an Assembly keeps them to check the next
+// revision's changed entries alone.
+type claims struct {
+	groups     map[string]holder
+	groupNames []string
+	names      map[string]holder
+	macs       map[string]holder
+	taps       map[[2]string]holder
+	addrs      map[netip.Addr]holder
+	sockets    map[[2]string]holder
+}
+
+// checkGroups checks the groups among themselves (unique names, the groups
+// rules name) and adds the group default when c does not define it.
+func (p *parser) checkGroups(c *Config) *claims {
+	cl := &claims{groups: make(map[string]holder, len(c.SecurityGroups)+1)}
+	for i, g := range c.SecurityGroups {
+		if g.Name != "" && claimOnce(p, cl.groups, g.Name, hold("security-groups", "name", i), quoted(g.Name)) {
+			cl.groupNames = append(cl.groupNames, g.Name)
+		}
+	}
+	if _, ok := cl.groups[DefaultGroup]; !ok {
+		c.SecurityGroups = append(c.SecurityGroups, SecurityGroup{Name: DefaultGroup})
+		cl.groups[DefaultGroup] = holder{}
+		cl.groupNames = append(cl.groupNames, DefaultGroup)
+	}
+	for i, g := range c.SecurityGroups {
+		for j, r := range g.Rules {
+			cl.checkRef(p, r.SecurityGroup, fmt.Sprintf("security-groups[%d].rules[%d].security-group", i, j))
+		}
+	}
+	return cl
+}
+
+// checkRef reports a reference to a group that is not defined.
+func (cl *claims) checkRef(p *parser, name, field string) {
+	if _, ok := cl.groups[name]; name != "" && !ok {
+		p.errorf(p.line(field), field, "no group named %q; defined groups are %s", name, strings.Join(cl.groupNames, ", "))
 	}
 }
 

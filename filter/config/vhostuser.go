@@ -53,13 +53,14 @@ func (p *parser) decodeVhostUser(n *yaml.Node, path string) *VhostUser {
 }
 
 // checkVhostSockets refuses two instances on one socket.
-func (p *parser) checkVhostSockets(c *Config) {
+func (p *parser) checkVhostSockets(c *Config) map[[2]string]holder {
 	seen := map[[2]string]holder{}
-	for i, in := range c.Instances {
-		if in.VhostUser != nil && in.VhostUser.Socket != "" {
+	for i := range c.Instances {
+		if in := &c.Instances[i]; in.VhostUser != nil && in.VhostUser.Socket != "" {
 			claimOnce(p, seen, [2]string{in.Host, in.VhostUser.Socket}, hold("instances", "vhost-user.socket", i), quoted(in.VhostUser.Socket))
 		}
 	}
+	return seen
 }
 
 func marshalVhostUser(vu *VhostUser) *yaml.Node {

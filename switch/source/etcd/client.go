@@ -220,3 +220,52 @@ func (c *Client) Hosts(ctx context.Context) ([]HostRecord, error) {
 	}
 	return out, nil
 }
+
+func (c *Client) PutHandoff(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	g, err := c.cli.Grant(ctx, int64(max(ttl/time.Second, 1)))
+	if err != nil {
+		return err
+	}
+	_, err = c.cli.Put(ctx, key, string(value), clientv3.WithLease(g.ID))
+	return err
+}
+
+func (c *Client) TakeHandoff(ctx context.Context, key string) ([]byte, error) {
+	for {
+		resp, err := c.cli.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if len(resp.Kvs) > 0 {
+			kv := resp.Kvs[0]
+			// Deleted only as read: a newer hand-off written meanwhile stays.
+			c.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).Then(clientv3.OpDelete(key)).Commit()
+			return kv.Value, nil
+		}
+		// Not there yet: wait for its put from the revision read on.
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := c.cli.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterDelete())
+		put := false
+		for wr := range wch {
+			if wr.Err() != nil {
+				break
+			}
+			if len(wr.Events) > 0 {
+				put = true
+				break
+			}
+		}
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if !put {
+			// The watch failed: back off a little, then read again.
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+}

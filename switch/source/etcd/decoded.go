@@ -21,6 +21,7 @@ type Decoder struct {
 	keys  Keys
 	cache map[string]*decoded
 	gen   uint64 // Build's count: the records of a snapshot are marked with it
+	asm   config.Assembly
 }
 
 // decoded is one record as last decoded.
@@ -38,7 +39,14 @@ func NewDecoder(keys Keys) *Decoder {
 }
 
 // Reset forgets every decode (a relist starts from scratch).
-func (d *Decoder) Reset() { d.cache = map[string]*decoded{} }
+func (d *Decoder) Reset() {
+	d.cache = map[string]*decoded{}
+	d.asm.Reset()
+}
+
+// Incremental says whether the last Build checked only the records it
+// changed against the others (config.Assembly).
+func (d *Decoder) Incremental() bool { return d.asm.Incremental }
 
 // Build is the configuration of a host: local (its file: switch, uplink,
 // cluster) with the records of snap (sorted by key) as its policy,
@@ -49,8 +57,10 @@ func (d *Decoder) Build(local *config.Config, snap Snapshot) (*config.Config, er
 	if err != nil {
 		return nil, err
 	}
-	var groups, instances []*config.Entry
-	var gkeys, ikeys []string
+	// Sized for the whole snapshot: nearly every record is an instance.
+	instances, ikeys := make([]*config.Entry, 0, len(snap.Records)), make([]string, 0, len(snap.Records))
+	var groups []*config.Entry
+	var gkeys []string
 	var problems []KeyProblem
 	d.gen++
 	held := 0
@@ -87,7 +97,7 @@ func (d *Decoder) Build(local *config.Config, snap Snapshot) (*config.Config, er
 	if len(problems) > 0 {
 		return nil, &RecordError{Rev: snap.Rev, Problems: problems}
 	}
-	cfg, err := config.Assemble("", head, groups, instances)
+	cfg, err := d.asm.Assemble("", head, groups, instances)
 	if err != nil {
 		var es config.Errors
 		if !errors.As(err, &es) {
@@ -99,8 +109,7 @@ func (d *Decoder) Build(local *config.Config, snap Snapshot) (*config.Config, er
 		}
 		return nil, re
 	}
-	cfg.File = ""
-	cfg.Warnings = nil
+	cfg.Warnings = nil // the head's, the host's file's: reported when it was loaded
 	return cfg, nil
 }
 

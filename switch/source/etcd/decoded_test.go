@@ -49,6 +49,12 @@ func TestDecoderMatchesFullBuild(t *testing.T) {
 		{"reference a missing group from a rule", []Op{{Key: keys.Group("ops"), Value: []byte("name: ops\nrules:\n  - {flow-direction: ingress, protocol: tcp, security-group: nosuch}\n")}}, keys.Group("ops")},
 		{"delete that group", []Op{del(keys.Group("ops")), del(keys.Instance("ops1"))}, ""},
 	}
+	// The valid revisions that follow a valid one (records with problems of
+	// their own are refused before the check across records) and delete no
+	// group check only their changed records against the others; the rest
+	// check the whole. Either way the result is the full decode's.
+	incremental := map[string]bool{"put a new instance": true, "change an instance's groups": true, "move an instance to another host": true,
+		"put a new group and a member, one revision": true, "delete an instance": true, "fixed again": true, "valid again": true}
 	dec := NewDecoder(keys)
 	for _, st := range steps {
 		f.mu.Lock()
@@ -73,6 +79,9 @@ func TestDecoderMatchesFullBuild(t *testing.T) {
 		if incErr != nil || fullErr != nil {
 			t.Errorf("%s: decoder: %v; full decode: %v", st.name, incErr, fullErr)
 			continue
+		}
+		if dec.Incremental() != incremental[st.name] {
+			t.Errorf("%s: checked incrementally %v, want %v", st.name, dec.Incremental(), incremental[st.name])
 		}
 		a, err := config.Marshal(inc)
 		if err != nil {

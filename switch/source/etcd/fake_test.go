@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // fakeStore is the Store contract in memory, for unit tests: revisions, a
@@ -21,12 +22,15 @@ type fakeStore struct {
 	down      bool
 	watchers  []chan WatchEvent
 	hosts     map[string]HostRecord
+	handoffs  map[string][]byte
+	handoffCh chan struct{} // closed and replaced at every PutHandoff
 }
 
 var errDown = errors.New("fake etcd: unreachable")
 
 func newFakeStore(prefix string) *fakeStore {
-	return &fakeStore{keys: Keys{prefix}, rev: 1, kv: map[string]Record{}, hosts: map[string]HostRecord{}}
+	return &fakeStore{keys: Keys{prefix}, rev: 1, kv: map[string]Record{}, hosts: map[string]HostRecord{},
+		handoffs: map[string][]byte{}, handoffCh: make(chan struct{})}
 }
 
 func (f *fakeStore) List(ctx context.Context) (Snapshot, error) {
@@ -186,4 +190,36 @@ func (f *fakeStore) Hosts(ctx context.Context) ([]HostRecord, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
 	return out, nil
+}
+
+func (f *fakeStore) PutHandoff(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return errDown
+	}
+	f.handoffs[key] = value
+	close(f.handoffCh)
+	f.handoffCh = make(chan struct{})
+	return nil
+}
+
+func (f *fakeStore) TakeHandoff(ctx context.Context, key string) ([]byte, error) {
+	for {
+		f.mu.Lock()
+		v, ok := f.handoffs[key]
+		if ok && !f.down {
+			delete(f.handoffs, key)
+			f.mu.Unlock()
+			return v, nil
+		}
+		ch := f.handoffCh
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Millisecond): // f.down may have changed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }

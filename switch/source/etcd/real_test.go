@@ -207,3 +207,61 @@ func mustMarshal(t *testing.T, c *config.Config) string {
 func policyOf(c *config.Config) *config.Config {
 	return &config.Config{SecurityGroups: c.SecurityGroups, Instances: c.Instances}
 }
+
+// TestRealHandoff: a hand-off through a real etcd is found whether it was
+// written before the new host asks for it or after (the watch), is deleted
+// once read, and lives under a lease that runs out.
+func TestRealHandoff(t *testing.T) {
+	c := dialShared(t, "/mg-handoff")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	key := c.Keys().Handoff("hv-b", "web1")
+	if err := c.PutHandoff(ctx, key, []byte("before"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.TakeHandoff(ctx, key); err != nil || string(v) != "before" {
+		t.Fatalf("written before: %q, %v", v, err)
+	}
+	if resp, err := c.Raw().Get(ctx, key); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("the hand-off is still there after it was taken: %v", err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		v, err := c.TakeHandoff(ctx, key)
+		if err != nil {
+			v = []byte(err.Error())
+		}
+		got <- string(v)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := c.PutHandoff(ctx, key, []byte("after"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-got; v != "after" {
+		t.Fatalf("written after: %q", v)
+	}
+	// Nobody takes it: the lease ends it.
+	if err := c.PutHandoff(ctx, key, []byte("never taken"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := c.Raw().Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hand-off outlived its lease")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Nothing comes: the wait ends with its context.
+	short, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer stop()
+	if _, err := c.TakeHandoff(short, key); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting for a hand-off that never comes: %v", err)
+	}
+}

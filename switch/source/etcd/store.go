@@ -9,8 +9,11 @@
 //	P/policy/instances/NAME         an instance, with its host
 //	P/meta/changed                  written by every change this package makes (see Commit)
 //	P/hosts/HOST                    a host's registration, under its lease: JSON HostRecord
+//	P/handoff/HOST/INSTANCE         the tracked connections of an instance that moved to HOST,
+//	                                written by the host it left, under a lease of its own (handoff.go)
 //
-// Desired state is never leased; only the hosts' registrations are.
+// Desired state is never leased; only the hosts' registrations and the
+// hand-offs are.
 // Membership is not stored: it is the instances' security-groups lists.
 package etcd
 
@@ -18,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 )
 
 // Record is one key of the policy and its value.
@@ -92,6 +96,12 @@ type Store interface {
 	Register(ctx context.Context, rec HostRecord) error
 	// Hosts lists the registered hosts (those whose lease is alive).
 	Hosts(ctx context.Context) ([]HostRecord, error)
+	// PutHandoff writes value at key under a lease of its own that runs
+	// out after ttl.
+	PutHandoff(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// TakeHandoff waits until key exists (or ctx ends), then reads and
+	// deletes it.
+	TakeHandoff(ctx context.Context, key string) ([]byte, error)
 }
 
 // Keys of a prefix.
@@ -105,6 +115,9 @@ func (k Keys) Instance(name string) string { return k.Instances() + name }
 func (k Keys) Hosts() string               { return k.Prefix + "/hosts/" }
 func (k Keys) Host(name string) string     { return k.Hosts() + name }
 func (k Keys) Changed() string             { return k.Prefix + "/meta/changed" }
-func (k Keys) isGroup(key string) bool     { return strings.HasPrefix(key, k.Groups()) }
-func (k Keys) isInstance(key string) bool  { return strings.HasPrefix(key, k.Instances()) }
-func (k Keys) name(key string) string      { return key[strings.LastIndexByte(key, '/')+1:] }
+func (k Keys) Handoff(host, instance string) string {
+	return k.Prefix + "/handoff/" + host + "/" + instance
+}
+func (k Keys) isGroup(key string) bool    { return strings.HasPrefix(key, k.Groups()) }
+func (k Keys) isInstance(key string) bool { return strings.HasPrefix(key, k.Instances()) }
+func (k Keys) name(key string) string     { return key[strings.LastIndexByte(key, '/')+1:] }

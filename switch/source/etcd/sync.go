@@ -57,6 +57,21 @@ type Sync struct {
 
 	inForce atomic.Pointer[inForce] // the configuration in force and its revision, together
 
+	// The state file is written after a revision is applied, by a writer of
+	// its own: at 100,000 instances the write takes longer than applying a
+	// revision, and the next revision does not wait for it. Revisions applied
+	// while it writes are coalesced: the next write is of the newest.
+	saveMu     sync.Mutex
+	saveIdle   *sync.Cond // signalled when the writer stops
+	saveNext   *Snapshot  // the newest applied revision not yet being written
+	saving     bool       // the writer is running
+	saved      atomic.Int64
+	lastSave   atomic.Int64    // nanoseconds the last write took
+	beforeSave func(rev int64) // tests: called by the writer before each write
+
+	runCtx  atomic.Pointer[context.Context] // Run's: the hand-offs end with it
+	handoff handoffStats
+
 	connected atomic.Bool
 	lastApply atomic.Int64 // nanoseconds
 	lastBuild atomic.Int64 // nanoseconds of lastApply spent decoding and checking the records
@@ -76,9 +91,11 @@ func NewSync(store Store, w *source.Writer, local *config.Config, state string, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sync{store: store, keys: Keys{local.Cluster.Etcd.Prefix}, w: w, local: local, state: state, log: log,
+	s := &Sync{store: store, keys: Keys{local.Cluster.Etcd.Prefix}, w: w, local: local, state: state, log: log,
 		MinBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second, ProgressEvery: 2 * time.Second,
 		records: map[string]Record{}, since: time.Now(), dec: NewDecoder(Keys{local.Cluster.Etcd.Prefix})}
+	s.saveIdle = sync.NewCond(&s.saveMu)
+	return s
 }
 
 // StatePath is where `sgswitch run` keeps the last applied policy: beside
@@ -118,6 +135,7 @@ func (s *Sync) Restore() (int64, error) {
 	if err := s.apply(snap); err != nil {
 		return 0, fmt.Errorf("%s: %w", s.state, err)
 	}
+	s.saved.Store(st.Rev)
 	s.mu.Lock()
 	s.setAll(st.Records)
 	s.seen = st.Rev
@@ -126,8 +144,11 @@ func (s *Sync) Restore() (int64, error) {
 	return st.Rev, nil
 }
 
-// Run keeps the switch in sync until ctx ends.
+// Run keeps the switch in sync until ctx ends. When it returns, the state
+// file holds the last revision applied.
 func (s *Sync) Run(ctx context.Context) error {
+	defer s.FlushState()
+	s.runCtx.Store(&ctx)
 	go s.register(ctx)
 	backoff := s.MinBackoff
 	for ctx.Err() == nil {
@@ -269,10 +290,55 @@ func (s *Sync) applyCurrent(rev int64) {
 		return
 	}
 	if s.state != "" {
-		if err := s.save(snap); err != nil {
-			s.log.Error("cluster: saving the applied policy", "file", s.state, "err", err)
-		}
+		s.saveLater(snap)
 	}
+}
+
+// saveLater has the state file written with snap, after the writer's
+// current write if there is one.
+func (s *Sync) saveLater(snap Snapshot) {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.saveNext = &snap
+	if !s.saving {
+		s.saving = true
+		go s.saver()
+	}
+}
+
+// saver writes the newest applied revision until there is none left.
+func (s *Sync) saver() {
+	for {
+		s.saveMu.Lock()
+		snap := s.saveNext
+		s.saveNext = nil
+		if snap == nil {
+			s.saving = false
+			s.saveIdle.Broadcast()
+			s.saveMu.Unlock()
+			return
+		}
+		s.saveMu.Unlock()
+		if s.beforeSave != nil {
+			s.beforeSave(snap.Rev)
+		}
+		start := time.Now()
+		if err := s.save(*snap); err != nil {
+			s.log.Error("cluster: saving the applied policy", "file", s.state, "err", err)
+			continue
+		}
+		s.lastSave.Store(int64(time.Since(start)))
+		s.saved.Store(snap.Rev)
+	}
+}
+
+// FlushState waits until the state file holds the last revision applied.
+func (s *Sync) FlushState() {
+	s.saveMu.Lock()
+	for s.saving {
+		s.saveIdle.Wait()
+	}
+	s.saveMu.Unlock()
 }
 
 // apply builds and swaps in the configuration of snap.
@@ -290,18 +356,28 @@ func (s *Sync) apply(snap Snapshot) error {
 	built := time.Since(start)
 	s.lastBuild.Store(int64(built))
 	s.w.Lock()
-	before := s.w.Switch().Config()
-	err = s.w.Switch().Apply(cfg)
+	sw := s.w.Switch()
+	before, served := sw.Config(), sw.LocalInstances()
+	err = sw.Apply(cfg)
+	var moved moves
 	if err == nil {
 		s.mu.Lock()
 		s.refused, s.good = nil, time.Now()
 		s.mu.Unlock()
 		s.inForce.Store(&inForce{cfg, snap.Rev})
 		s.applied.Store(snap.Rev)
+		moved = movesOf(local.Cluster.Host, served, sw.LocalInstances(), before, cfg)
 	}
 	s.w.Unlock()
 	if err != nil {
 		return fmt.Errorf("revision %d does not go in force: %w", snap.Rev, err)
+	}
+	if len(moved.left) > 0 || len(moved.arrived) > 0 {
+		ctx := context.Background()
+		if c := s.runCtx.Load(); c != nil {
+			ctx = *c
+		}
+		s.handOver(ctx, snap.Rev, moved)
 	}
 	took := time.Since(start)
 	s.lastApply.Store(int64(took))
@@ -400,6 +476,16 @@ type Status struct {
 	Refused   string  `json:"refused,omitempty"`  // why the newest revision is not in force
 	LastApply float64 `json:"last-apply-seconds"` // how long building and swapping in the last revision took
 	LastBuild float64 `json:"last-build-seconds"` // of which decoding and checking its records
+	Saved     int64   `json:"saved-revision"`     // the revision in the state file
+	LastSave  float64 `json:"last-save-seconds"`  // how long writing the state file took, after the revision was applied
+	// Tracked connections of instances moved between hosts: handed to the
+	// new host by this one (sent, left out beyond the bound, lost when the
+	// write failed), and imported or refused here.
+	HandoffSent     uint64 `json:"handoff-sent"`
+	HandoffLeftOut  uint64 `json:"handoff-left-out"`
+	HandoffLost     uint64 `json:"handoff-lost"`
+	HandoffImported uint64 `json:"handoff-imported"`
+	HandoffRefused  uint64 `json:"handoff-refused"`
 }
 
 // Status is the loop's state now.
@@ -408,7 +494,9 @@ func (s *Sync) Status() Status {
 	defer s.mu.Unlock()
 	st := Status{Host: s.local.Cluster.Host, Connected: s.connected.Load(), Applied: s.applied.Load(), Seen: s.seen,
 		Relists: s.relists.Load(), Refusals: s.refusals.Load(), Staleness: -1, LastApply: time.Duration(s.lastApply.Load()).Seconds(),
-		LastBuild: time.Duration(s.lastBuild.Load()).Seconds()}
+		LastBuild: time.Duration(s.lastBuild.Load()).Seconds(), Saved: s.saved.Load(), LastSave: time.Duration(s.lastSave.Load()).Seconds(),
+		HandoffSent: s.handoff.sent.Load(), HandoffLeftOut: s.handoff.leftOut.Load(), HandoffLost: s.handoff.lost.Load(),
+		HandoffImported: s.handoff.imported.Load(), HandoffRefused: s.handoff.refused.Load()}
 	if !s.good.IsZero() {
 		st.Staleness = time.Since(s.good).Seconds()
 	}
@@ -586,7 +674,7 @@ var (
 
 // Describe is prometheus.Collector's.
 func (s *Sync) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnected, descApplied, descSeen, descStale, descRelists, descRefused} {
+	for _, d := range []*prometheus.Desc{descConnected, descApplied, descSeen, descStale, descRelists, descRefused, descHandoff} {
 		ch <- d
 	}
 }
@@ -604,6 +692,7 @@ func (s *Sync) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descStale, prometheus.GaugeValue, st.Staleness)
 	ch <- prometheus.MustNewConstMetric(descRelists, prometheus.CounterValue, float64(st.Relists))
 	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(st.Refusals))
+	s.collectHandoff(ch)
 }
 
 // ClusterStatus is Status for the control API (source.Remote).

@@ -2,9 +2,13 @@ package etcd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -242,5 +246,64 @@ func TestSyncFollowsTheStore(t *testing.T) {
 	b, _ := config.Marshal(e.sw.Config())
 	if string(a) != string(b) || e2.sw.PortNamed("db2") < 0 {
 		t.Errorf("restarted during the outage with:\n%s\nwant:\n%s", a, b)
+	}
+}
+
+// TestStateSavedAfterTheApply: the state file is written by a writer of
+// its own, so a slow write does not hold up the next revision; revisions
+// applied meanwhile are coalesced into one write of the newest; and when
+// the loop stops the file holds the last revision applied.
+func TestStateSavedAfterTheApply(t *testing.T) {
+	f := newFakeStore(config.DefaultEtcdPrefix)
+	rev := importInto(t, f, policyFile)
+	state := filepath.Join(t.TempDir(), "cluster.state")
+	e := newSyncEnv(t, f, state)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var writes []int64
+	e.s.beforeSave = func(r int64) {
+		mu.Lock()
+		writes = append(writes, r)
+		first := len(writes) == 1
+		mu.Unlock()
+		if first {
+			<-release // the first write is slow
+		}
+	}
+	e.run()
+	e.waitFor("the first list", func() bool { return e.s.Applied() == rev })
+	var last int64
+	for i := range 3 {
+		last = f.put("/sgswitch/policy/instances/db2", fmt.Sprintf("name: db2\nhost: hv-b\nmac: \"02:00:00:00:00:22\"\nipv4: 10.0.0.%d/24\nsecurity-groups: [db]\n", 50+i))
+		e.waitFor("the revision applied while the state file is being written", func() bool { return e.s.Applied() == last })
+	}
+	if got := e.s.Status().Saved; got != 0 {
+		t.Errorf("saved revision %d while the first write is held", got)
+	}
+	close(release)
+	e.waitFor("the newest revision saved", func() bool { return e.s.Status().Saved == last })
+	mu.Lock()
+	if len(writes) != 2 || writes[0] != rev || writes[1] != last {
+		t.Errorf("writes of revisions %v; want %d, then only the newest %d", writes, rev, last)
+	}
+	mu.Unlock()
+	data, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved savedState
+	if err := json.Unmarshal(data, &saved); err != nil || saved.Rev != last {
+		t.Errorf("state file at revision %d (%v), want %d", saved.Rev, err, last)
+	}
+
+	// Stopping the loop waits for the write of the last revision.
+	hold := make(chan struct{})
+	e.s.beforeSave = func(int64) { <-hold }
+	final := f.put("/sgswitch/policy/instances/db2", "name: db2\nhost: hv-b\nmac: \"02:00:00:00:00:22\"\nipv4: 10.0.0.60/24\nsecurity-groups: [db]\n")
+	e.waitFor("the last revision applied", func() bool { return e.s.Applied() == final })
+	go func() { time.Sleep(50 * time.Millisecond); close(hold) }()
+	e.stop()
+	if got := e.s.Status().Saved; got != final {
+		t.Errorf("after the loop stopped the state file holds revision %d, want %d", got, final)
 	}
 }
