@@ -2,13 +2,12 @@ package vswitch
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 
 	"github.com/sgswitch/sgswitch/filter/config"
-	ft "github.com/sgswitch/sgswitch/filter/framegen"
+	"github.com/sgswitch/sgswitch/filter/encode"
 )
 
 // PacketSpec is a hypothetical packet as people write it for `sgswitch
@@ -85,31 +84,45 @@ func ParsePacket(s string) (PacketSpec, error) {
 // Frame builds the packet as the Ethernet frame that would arrive on port
 // from (an instance name or "uplink") of a switch configured by cfg.
 func (p PacketSpec) Frame(cfg *config.Config, from string) []byte {
-	srcMAC, dstMAC := net.HardwareAddr(TraceUplinkMAC[:]), net.HardwareAddr(TraceUplinkMAC[:])
+	srcMAC, dstMAC := TraceUplinkMAC, TraceUplinkMAC
 	if in, _ := cfg.Instance(from); in != nil {
-		srcMAC = in.MAC
+		srcMAC = [6]byte(in.MAC)
 	}
 	for _, in := range cfg.Instances {
 		if in.IPv4.Addr() == p.Dst || (in.IPv6.IsValid() && in.IPv6.Addr() == p.Dst) {
-			dstMAC = in.MAC
+			dstMAC = [6]byte(in.MAC)
 		}
 	}
-	src, dst := ft.Host{MAC: srcMAC, IP: p.Src}, ft.Host{MAC: dstMAC, IP: p.Dst}
+	packet := func(hops uint8, parts ...[]byte) []byte {
+		return encode.Packet(nil, dstMAC, srcMAC, p.Src, p.Dst, p.Proto, hops, parts...)
+	}
 	switch p.Proto {
-	case 6:
-		return ft.TCP(src, dst, p.SrcPort, p.DstPort, "S", 1, 0, nil)
-	case 17:
-		return ft.UDP(src, dst, p.SrcPort, p.DstPort, []byte("trace"))
-	case 1:
-		if p.ICMPType == 8 || p.ICMPType == 0 {
-			return ft.ICMPEcho(src, dst, 1, 1, p.ICMPType == 8)
+	case encode.ProtoTCP:
+		h := encode.TCPHeader(p.SrcPort, p.DstPort, encode.SYN, 1, 0, 65535)
+		return packet(64, h[:])
+	case encode.ProtoUDP:
+		h := encode.UDPHeader(p.SrcPort, p.DstPort)
+		return packet(64, h[:], []byte("trace"))
+	case encode.ProtoICMP, encode.ProtoICMPv6:
+		hops := uint8(64)
+		if p.Proto == encode.ProtoICMPv6 {
+			hops = 255 // neighbour discovery requires it; harmless for the rest
 		}
-		return ft.ICMP(src, dst, p.ICMPType, p.ICMPCode, make([]byte, 4))
-	case 58:
-		if (p.ICMPType == 128 || p.ICMPType == 129) && p.ICMPCode == 0 {
-			return ft.ICMPEcho(src, dst, 1, 1, p.ICMPType == 128)
+		h := encode.ICMPHeader(p.ICMPType, p.ICMPCode)
+		echo := p.ICMPType == 8 || p.ICMPType == 0
+		if p.Proto == encode.ProtoICMPv6 {
+			echo = (p.ICMPType == 128 || p.ICMPType == 129) && p.ICMPCode == 0
 		}
-		return ft.ICMPv6(src, dst, p.ICMPType, p.ICMPCode, make([]byte, 4))
+		if echo {
+			e := encode.Echo(1, 1)
+			return packet(hops, h[:], e[:], []byte("ping"))
+		}
+		if p.Proto == encode.ProtoICMP {
+			// ICMPv4's header has 4 more bytes (unused, or an identifier
+			// and sequence number) before its 4-byte body.
+			return packet(hops, h[:], make([]byte, 8))
+		}
+		return packet(hops, h[:], make([]byte, 4))
 	}
-	return ft.IPPacket(src, dst, p.Proto, make([]byte, 16))
+	return packet(64, make([]byte, 16))
 }

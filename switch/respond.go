@@ -1,38 +1,54 @@
 package vswitch
 
 import (
-	"net"
 	"net/netip"
 	"sync"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 
 	"github.com/sgswitch/sgswitch/filter"
+	"github.com/sgswitch/sgswitch/filter/encode"
 )
 
 // The local responders answer ARP, neighbour and router solicitations and
 // DHCP themselves, so that no broadcast or multicast ever has to leave an
-// instance. Their replies are built with gopacket: this is the control path
-// of a few frames per VM boot, not the forwarding path, and it is bounded by
-// a per-port token bucket so that a flood of requests cannot turn into CPU
-// burnt on answers (DHCP starvation, ARP storms).
+// instance. This is the control path of a few frames per VM boot, not the
+// forwarding path, and it is bounded by a per-port token bucket so that a
+// flood of requests cannot turn into CPU burnt on answers (DHCP starvation,
+// ARP storms).
 const (
 	responderRate  = 50  // answers per second per port, sustained
 	responderBurst = 200 // and in a burst (a VM boot asks a handful)
 )
 
-// replyBuffer is a worker's reusable serialisation buffer.
+// replyBuffer is a worker's reusable reply memory: the answer is built in
+// raw (filter/encode, no gopacket layers: their package initialisation
+// cost every sgswitch command 20–45 ms) and handed to the ports in buf, a
+// gopacket serialisation buffer, whose PrependBytes makes room for a
+// virtio-net header in front of it.
 type replyBuffer struct {
+	raw []byte
 	buf gopacket.SerializeBuffer
 }
 
-func (r *replyBuffer) build(ls ...gopacket.SerializableLayer) ([]byte, error) {
+// frame returns raw emptied, for an answer to be appended to.
+func (r *replyBuffer) frame() []byte {
+	if r.raw == nil {
+		r.raw = make([]byte, 0, 1024)
+	}
+	return r.raw[:0]
+}
+
+// done makes b, appended to frame(), the reply, and returns it.
+func (r *replyBuffer) done(b []byte) []byte {
+	r.raw = b[:0]
 	if r.buf == nil {
 		r.buf = gopacket.NewSerializeBuffer()
 	}
-	err := gopacket.SerializeLayers(r.buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...)
-	return r.buf.Bytes(), err
+	r.buf.Clear()
+	out, _ := r.buf.AppendBytes(len(b)) // cannot fail: the buffer grows
+	copy(out, b)
+	return out
 }
 
 // answerFunc builds the reply to the frame in sc; a nil reply with a nil
@@ -63,49 +79,40 @@ func (s *Switch) respond(st *state, in int32, sc *Scratch, answer answerFunc) Re
 // answerARP answers a request for an address the switch knows, on behalf of its owner.
 func (s *Switch) answerARP(st *state, in int32, sc *Scratch) ([]byte, filter.Reason, error) {
 	f := &sc.frame
-	var mac net.HardwareAddr
+	var mac [6]byte
 	if owner, ok := st.owner4[f.ARPTPA]; ok {
-		mac = net.HardwareAddr(st.inst[owner].id.MAC[:])
+		mac = st.inst[owner].id.MAC
 	} else {
-		m := st.remote4[f.ARPTPA]
-		mac = net.HardwareAddr(m[:])
+		mac = st.remote4[f.ARPTPA]
 	}
-	asker := net.HardwareAddr(f.ARPSHA[:])
-	b, err := sc.reply.build(
-		&layers.Ethernet{SrcMAC: mac, DstMAC: asker, EthernetType: layers.EthernetTypeARP},
-		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
-			Operation: layers.ARPReply, SourceHwAddress: mac, SourceProtAddress: f.ARPTPA.AsSlice(),
-			DstHwAddress: asker, DstProtAddress: f.ARPSPA.AsSlice()})
-	return b, filter.ReasonARPReply, err
+	b := encode.ARP(sc.reply.frame(), f.ARPSHA, mac, 2, mac, f.ARPTPA, f.ARPSHA, f.ARPSPA)
+	return sc.reply.done(b), filter.ReasonARPReply, nil
 }
 
-var allNodes = netip.MustParseAddr("ff02::1")
+var (
+	allNodes    = netip.MustParseAddr("ff02::1")
+	allNodesMAC = [6]byte{0x33, 0x33, 0, 0, 0, 1}
+)
 
 // answerNS answers a neighbour solicitation for a known address with the owner's MAC.
 func (s *Switch) answerNS(st *state, in int32, sc *Scratch) ([]byte, filter.Reason, error) {
 	f := &sc.frame
-	var mac net.HardwareAddr
+	var mac [6]byte
 	if owner, ok := st.owner6[f.NDTarget]; ok {
-		mac = net.HardwareAddr(st.inst[owner].id.MAC[:])
+		mac = st.inst[owner].id.MAC
 	} else {
-		m := st.remote6[f.NDTarget]
-		mac = net.HardwareAddr(m[:])
+		mac = st.remote6[f.NDTarget]
 	}
-	dstIP, dstMAC := f.SrcIP, net.HardwareAddr(f.Src[:])
+	dstIP, dstMAC := f.SrcIP, f.Src
 	flags := uint8(0x60) // solicited + override
 	if f.SrcIP.IsUnspecified() {
 		// A DAD probe for someone else's address: tell everyone it is taken (RFC 4861 §7.2.4).
-		dstIP, dstMAC, flags = allNodes, net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}, 0x20
+		dstIP, dstMAC, flags = allNodes, allNodesMAC, 0x20
 	}
-	ip6 := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: f.NDTarget.AsSlice(), DstIP: dstIP.AsSlice()}
-	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)}
-	if err := icmp.SetNetworkLayerForChecksum(ip6); err != nil {
-		return nil, 0, err
-	}
-	b, err := sc.reply.build(&layers.Ethernet{SrcMAC: mac, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv6}, ip6, icmp,
-		&layers.ICMPv6NeighborAdvertisement{Flags: flags, TargetAddress: f.NDTarget.AsSlice(),
-			Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptTargetAddress, Data: mac}}})
-	return b, filter.ReasonNDReply, err
+	icmp := encode.ICMPHeader(encode.ICMPv6NeighborAdvert, 0)
+	na := encode.NeighborAdvertBody(flags, f.NDTarget, mac)
+	b := encode.Packet(sc.reply.frame(), dstMAC, mac, f.NDTarget, dstIP, encode.ProtoICMPv6, 255, icmp[:], na[:])
+	return sc.reply.done(b), filter.ReasonNDReply, nil
 }
 
 // answerRS answers a router solicitation with a router advertisement that
@@ -118,30 +125,18 @@ func (s *Switch) answerRS(st *state, in int32, sc *Scratch) ([]byte, filter.Reas
 	}
 	f := &sc.frame
 	src := filter.LinkLocalFromMAC(SwitchMAC)
-	dstIP, dstMAC := f.SrcIP, net.HardwareAddr(f.Src[:])
+	dstIP, dstMAC := f.SrcIP, f.Src
 	if f.SrcIP.IsUnspecified() {
-		dstIP, dstMAC = allNodes, net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
+		dstIP, dstMAC = allNodes, allNodesMAC
 	}
-	ip6 := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: src.AsSlice(), DstIP: dstIP.AsSlice()}
-	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeRouterAdvertisement, 0)}
-	if err := icmp.SetNetworkLayerForChecksum(ip6); err != nil {
-		return nil, 0, err
-	}
-	pfx := ip.pfx6.Masked()
-	pi := make([]byte, 30)
-	pi[0] = byte(pfx.Bits())
-	pi[1] = 0x80                                  // on-link; not autonomous: the address is configured, not derived
-	copy(pi[2:6], []byte{0xff, 0xff, 0xff, 0xff}) // valid lifetime: infinite
-	copy(pi[6:10], []byte{0xff, 0xff, 0xff, 0xff})
-	a := pfx.Addr().As16()
-	copy(pi[14:30], a[:])
-	b, err := sc.reply.build(&layers.Ethernet{SrcMAC: SwitchMAC[:], DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv6}, ip6, icmp,
-		&layers.ICMPv6RouterAdvertisement{HopLimit: 64,
-			Options: layers.ICMPv6Options{
-				{Type: layers.ICMPv6OptSourceAddress, Data: SwitchMAC[:]},
-				{Type: layers.ICMPv6OptPrefixInfo, Data: pi},
-			}})
-	return b, filter.ReasonNDReply, err
+	icmp := encode.ICMPHeader(encode.ICMPv6RouterAdvert, 0)
+	ra := encode.RouterAdvertBody(64, 0, 0)
+	sll := encode.NDLinkAddrOption(encode.NDOptSourceLinkAddr, SwitchMAC)
+	// On-link, not autonomous: the address is configured, not derived;
+	// infinite lifetimes.
+	pi := encode.PrefixInfoOption(ip.pfx6, 0x80, 0xffffffff, 0xffffffff)
+	b := encode.Packet(sc.reply.frame(), dstMAC, SwitchMAC, src, dstIP, encode.ProtoICMPv6, 255, icmp[:], ra[:], sll[:], pi[:])
+	return sc.reply.done(b), filter.ReasonNDReply, nil
 }
 
 // tokenBucket limits a port's local answers. The port's workers (one per

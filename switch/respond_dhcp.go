@@ -2,15 +2,12 @@ package vswitch
 
 import (
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-
 	"github.com/sgswitch/sgswitch/filter"
 	"github.com/sgswitch/sgswitch/filter/config"
+	"github.com/sgswitch/sgswitch/filter/encode"
 )
 
 // dhcpSettings is what the built-in DHCPv4 server hands out besides the
@@ -34,6 +31,64 @@ func newDHCPSettings(cfg *config.Config) dhcpSettings {
 	return d
 }
 
+// dhcpRequest is what the DHCP server reads of a client's message.
+type dhcpRequest struct {
+	xid       uint32
+	flags     uint16
+	ciaddr    netip.Addr
+	giaddr    netip.Addr
+	chaddr    [6]byte
+	msgType   uint8
+	requested netip.Addr // option 50, when present
+}
+
+// parseDHCPRequest reads a BOOTREQUEST from an Ethernet client (RFC 2131
+// §2): the fixed header, the magic cookie and the options up to the end
+// option. Everything is bounds-checked: the message comes from a guest.
+// ok is false for a message that is not such a request; malformed for one
+// whose cookie or options are broken.
+func parseDHCPRequest(body []byte) (req dhcpRequest, ok, malformed bool) {
+	// A BOOTP message is at least 236 bytes plus the 4-byte magic cookie,
+	// and only Ethernet clients (htype 1, hlen 6) have a MAC this port
+	// could own.
+	if len(body) < 240 || body[1] != 1 || body[2] != 6 {
+		return req, false, false
+	}
+	if binary.BigEndian.Uint32(body[236:]) != encode.DHCPMagic {
+		return req, false, true
+	}
+	if body[0] != 1 { // BOOTREQUEST
+		return req, false, false
+	}
+	req.xid = binary.BigEndian.Uint32(body[4:])
+	req.flags = binary.BigEndian.Uint16(body[10:])
+	req.ciaddr = netip.AddrFrom4([4]byte(body[12:16]))
+	req.giaddr = netip.AddrFrom4([4]byte(body[24:28]))
+	req.chaddr = [6]byte(body[28:34])
+	for opts := body[240:]; len(opts) > 0; {
+		code := opts[0]
+		if code == 0 { // pad
+			opts = opts[1:]
+			continue
+		}
+		if code == encode.DHCPOptEnd {
+			break
+		}
+		if len(opts) < 2 || int(opts[1]) > len(opts)-2 {
+			return req, false, true // an option runs past the message
+		}
+		data := opts[2 : 2+int(opts[1])]
+		switch {
+		case code == encode.DHCPOptMessageType && len(data) == 1:
+			req.msgType = data[0]
+		case code == encode.DHCPOptRequestIP && len(data) == 4:
+			req.requested = netip.AddrFrom4([4]byte(data))
+		}
+		opts = opts[2+len(data):]
+	}
+	return req, true, false
+}
+
 // answerDHCP is the DHCPv4 server: DISCOVER → OFFER, REQUEST → ACK (or NAK
 // when the client asks for an address that is not its own), INFORM → ACK,
 // RELEASE and DECLINE consumed. It serves only the port's own MAC: a request
@@ -41,53 +96,30 @@ func newDHCPSettings(cfg *config.Config) dhcpSettings {
 func (s *Switch) answerDHCP(st *state, in int32, sc *Scratch) ([]byte, filter.Reason, error) {
 	f := &sc.frame
 	ip := &st.inst[in]
-	// gopacket's decoder trusts the hardware-length byte (it slices
-	// data[28:28+hlen] with 8-bit arithmetic): check the fixed header first.
-	// A BOOTP message is at least 236 bytes plus the 4-byte magic cookie,
-	// and only Ethernet clients (hlen 6) have a MAC this port could own.
-	body := f.Buf[f.L4+8:]
-	if len(body) < 240 || body[1] != 1 || body[2] != 6 { // htype Ethernet, hlen 6
-		return nil, filter.ReasonUnanswered, nil
-	}
-	var req layers.DHCPv4
-	if err := req.DecodeFromBytes(body, gopacket.NilDecodeFeedback); err != nil {
+	req, ok, malformed := parseDHCPRequest(f.Buf[f.L4+8:])
+	switch {
+	case malformed:
 		return nil, filter.ReasonMalformed, nil
-	}
-	if req.Operation != layers.DHCPOpRequest || len(req.ClientHWAddr) != 6 || [6]byte(req.ClientHWAddr) != ip.id.MAC {
+	case !ok || req.chaddr != ip.id.MAC:
 		return nil, filter.ReasonUnanswered, nil
-	}
-	var msgType layers.DHCPMsgType
-	var requested netip.Addr
-	for _, o := range req.Options {
-		switch o.Type {
-		case layers.DHCPOptMessageType:
-			if len(o.Data) == 1 {
-				msgType = layers.DHCPMsgType(o.Data[0])
-			}
-		case layers.DHCPOptRequestIP:
-			if len(o.Data) == 4 {
-				requested = netip.AddrFrom4([4]byte(o.Data))
-			}
-		}
 	}
 	own := ip.id.IPv4
-	ciaddr, _ := netip.AddrFromSlice(req.ClientIP.To4())
-	var reply layers.DHCPMsgType
-	switch msgType {
-	case layers.DHCPMsgTypeDiscover:
-		reply = layers.DHCPMsgTypeOffer
-	case layers.DHCPMsgTypeRequest:
-		asked := requested
+	var reply uint8
+	switch req.msgType {
+	case encode.DHCPDiscover:
+		reply = encode.DHCPOffer
+	case encode.DHCPRequest:
+		asked := req.requested
 		if !asked.IsValid() {
-			asked = ciaddr // renewing or rebinding (RFC 2131 §4.3.2)
+			asked = req.ciaddr // renewing or rebinding (RFC 2131 §4.3.2)
 		}
-		reply = layers.DHCPMsgTypeAck
+		reply = encode.DHCPAck
 		if asked != own {
-			reply = layers.DHCPMsgTypeNak
+			reply = encode.DHCPNak
 		}
-	case layers.DHCPMsgTypeInform:
-		reply = layers.DHCPMsgTypeAck
-	case layers.DHCPMsgTypeRelease, layers.DHCPMsgTypeDecline:
+	case encode.DHCPInform:
+		reply = encode.DHCPAck
+	case encode.DHCPRelease, encode.DHCPDecline:
 		return nil, filter.ReasonDHCPReply, nil
 	default:
 		return nil, filter.ReasonUnanswered, nil
@@ -97,51 +129,50 @@ func (s *Switch) answerDHCP(st *state, in int32, sc *Scratch) ([]byte, filter.Re
 	if !server.IsValid() || !ip.prefix.Contains(server) {
 		server = ip.prefix.Masked().Addr().Next()
 	}
-	opts := layers.DHCPOptions{
-		layers.NewDHCPOption(layers.DHCPOptMessageType, []byte{byte(reply)}),
-		layers.NewDHCPOption(layers.DHCPOptServerID, server.AsSlice()),
+	m := encode.DHCP{Op: 2, Xid: req.xid, Flags: req.flags, CIAddr: req.ciaddr, GIAddr: req.giaddr, CHAddr: req.chaddr}
+	if reply != encode.DHCPNak && req.msgType != encode.DHCPInform {
+		m.YIAddr = own
 	}
-	resp := &layers.DHCPv4{Operation: layers.DHCPOpReply, HardwareType: layers.LinkTypeEthernet, HardwareLen: 6,
-		Xid: req.Xid, Flags: req.Flags, ClientHWAddr: req.ClientHWAddr, ClientIP: req.ClientIP,
-		YourClientIP: net.IPv4zero, NextServerIP: net.IPv4zero, RelayAgentIP: req.RelayAgentIP}
-	if reply != layers.DHCPMsgTypeNak {
-		if msgType != layers.DHCPMsgTypeInform {
-			resp.YourClientIP = own.AsSlice()
-			lease := make([]byte, 4)
-			binary.BigEndian.PutUint32(lease, uint32(st.dhcp.lease/time.Second))
-			opts = append(opts, layers.NewDHCPOption(layers.DHCPOptLeaseTime, lease))
+	var msg [576]byte // the smallest datagram every host must accept (RFC 2131 §2)
+	b := m.Append(msg[:0])
+	b = encode.DHCPOption(b, encode.DHCPOptMessageType, reply)
+	sid := server.As4()
+	b = encode.DHCPOption(b, encode.DHCPOptServerID, sid[:]...)
+	if reply != encode.DHCPNak {
+		if req.msgType != encode.DHCPInform {
+			var lease [4]byte
+			binary.BigEndian.PutUint32(lease[:], uint32(st.dhcp.lease/time.Second))
+			b = encode.DHCPOption(b, encode.DHCPOptLeaseTime, lease[:]...)
 		}
-		opts = append(opts, layers.NewDHCPOption(layers.DHCPOptSubnetMask, net.CIDRMask(ip.prefix.Bits(), 32)))
+		var mask [4]byte
+		binary.BigEndian.PutUint32(mask[:], ^uint32(0)<<(32-ip.prefix.Bits()))
+		b = encode.DHCPOption(b, encode.DHCPOptSubnetMask, mask[:]...)
 		if r := st.dhcp.router; r.IsValid() && ip.prefix.Contains(r) {
-			opts = append(opts, layers.NewDHCPOption(layers.DHCPOptRouter, r.AsSlice()))
+			a := r.As4()
+			b = encode.DHCPOption(b, encode.DHCPOptRouter, a[:]...)
 		}
-		if len(st.dhcp.dns) > 0 {
-			var dns []byte
-			for _, a := range st.dhcp.dns {
-				if a.Is4() {
-					dns = append(dns, a.AsSlice()...)
-				}
+		var dns [4 * 63]byte // an option holds at most 255 bytes: 63 addresses
+		n := 0
+		for _, a := range st.dhcp.dns {
+			if a.Is4() && n < len(dns) {
+				v := a.As4()
+				n += copy(dns[n:], v[:])
 			}
-			if len(dns) > 0 {
-				opts = append(opts, layers.NewDHCPOption(layers.DHCPOptDNS, dns))
-			}
+		}
+		if n > 0 {
+			b = encode.DHCPOption(b, encode.DHCPOptDNS, dns[:n]...)
 		}
 	}
-	resp.Options = append(opts, layers.NewDHCPOption(layers.DHCPOptEnd, nil))
+	b = encode.DHCPEnd(b, 0)
 
 	// A client that already has its address gets a unicast answer; one that
 	// has none cannot receive unicast IP yet, so the IP destination is the
 	// limited broadcast while the frame still goes to its MAC alone.
 	dst := netip.AddrFrom4([4]byte{255, 255, 255, 255})
-	if ciaddr.IsValid() && !ciaddr.IsUnspecified() && reply != layers.DHCPMsgTypeNak {
-		dst = ciaddr
+	if req.ciaddr.IsValid() && !req.ciaddr.IsUnspecified() && reply != encode.DHCPNak {
+		dst = req.ciaddr
 	}
-	ip4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: server.AsSlice(), DstIP: dst.AsSlice()}
-	udp := &layers.UDP{SrcPort: 67, DstPort: 68}
-	if err := udp.SetNetworkLayerForChecksum(ip4); err != nil {
-		return nil, 0, err
-	}
-	b, err := sc.reply.build(&layers.Ethernet{SrcMAC: SwitchMAC[:], DstMAC: req.ClientHWAddr, EthernetType: layers.EthernetTypeIPv4},
-		ip4, udp, resp)
-	return b, filter.ReasonDHCPReply, err
+	udp := encode.UDPHeader(67, 68)
+	out := encode.Packet(sc.reply.frame(), req.chaddr, SwitchMAC, server, dst, encode.ProtoUDP, 64, udp[:], b)
+	return sc.reply.done(out), filter.ReasonDHCPReply, nil
 }
