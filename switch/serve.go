@@ -3,6 +3,7 @@ package vswitch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
@@ -20,8 +21,10 @@ const headroom = port.VnetHdrSize
 // Run serves every port until ctx is cancelled or a port fails. Each queue
 // of a port (one, or those of a multi-queue TAP) has one worker goroutine
 // that reads a frame, runs the pipeline and writes the result, run to
-// completion: no channel hand-off per frame. Ports added by Apply while Run
-// serves get their workers at once. Run closes the ports when it returns.
+// completion: no channel hand-off per frame. With switch.poll.threads > 0,
+// poller threads (poll.go) serve the queues that can be polled (TAPs and
+// netdevs) instead. Ports added by Apply while Run serves get their workers
+// at once. Run closes the ports when it returns.
 func (s *Switch) Run(ctx context.Context) error {
 	if s.open == nil {
 		return errPortsClosed
@@ -29,9 +32,33 @@ func (s *Switch) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { s.clock.run(ctx, time.Millisecond); return nil })
 	g.Go(func() error { s.ct.Run(ctx, time.Second); return nil })
+	pollers := make([]*poller, 0, s.poll.Threads)
+	for range s.poll.Threads {
+		pl, err := newPoller(s, s.poll.Spin)
+		if err != nil {
+			for _, pl := range pollers {
+				pl.shutdown()
+			}
+			g.Wait()
+			return fmt.Errorf("switch.poll: start a poller thread: %w", err)
+		}
+		pollers = append(pollers, pl)
+		g.Go(func() error { pl.run(); return nil })
+	}
 	s.mu.Lock()
 	s.spawn = func(pr *portRuntime) {
 		for q := range pr.queues {
+			if src, ok := pr.queues[q].(port.Pollable); ok && len(pollers) > 0 {
+				// The poller with the fewest queues takes it.
+				pl := pollers[0]
+				for _, o := range pollers[1:] {
+					if o.load() < pl.load() {
+						pl = o
+					}
+				}
+				pl.add(pr, q, src)
+				continue
+			}
 			g.Go(func() error { return s.serve(pr, q) })
 		}
 	}
@@ -45,6 +72,9 @@ func (s *Switch) Run(ctx context.Context) error {
 		<-ctx.Done()
 		s.mu.Lock()
 		s.spawn = nil
+		for _, pl := range pollers {
+			pl.shutdown()
+		}
 		for _, pr := range s.state.Load().ports {
 			if pr != nil {
 				pr.port.Close()

@@ -47,6 +47,7 @@ type Switch struct {
 
 	mu     sync.Mutex         // serialises changes (Apply)
 	spawn  func(*portRuntime) // starts a port's worker once Run is serving; nil before
+	poll   config.Poll        // how queues are served, fixed at New (poll.go)
 	onDrop DropFunc           // optional drop observer (logging); nil = off
 }
 
@@ -123,7 +124,7 @@ type Options struct {
 
 // New builds a switch for cfg and opens its ports.
 func New(cfg *config.Config, opt Options) (*Switch, error) {
-	s := &Switch{log: opt.Logger, clock: opt.Clock, open: opt.OpenPort, onDrop: opt.OnDrop}
+	s := &Switch{log: opt.Logger, clock: opt.Clock, open: opt.OpenPort, onDrop: opt.OnDrop, poll: cfg.Switch.Poll}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -273,6 +274,7 @@ func (s *Switch) buildState(cfg *config.Config, prev *state, open func(port.Spec
 		}
 		pr := &portRuntime{id: int32(len(st.ports)), device: spec.Device, kind: spec.Kind, mode: spec.Mode, limit: newTokenBucket(responderRate, responderBurst)}
 		if open != nil {
+			spec.Poll = s.poll.Threads > 0
 			p, err := open(spec)
 			if err != nil {
 				return -1, err

@@ -68,12 +68,13 @@ type setup struct {
 	pid        int // the sgswitch process (0 for the kernel)
 }
 
-func sgConfig(control string, ctMax int) string {
+func sgConfig(control string, ctMax, pollThreads, pollSpin int) string {
 	return fmt.Sprintf(`# written by bench/flood
 switch:
   control: %s
   metrics: ""
   conntrack: {max: %d}
+  poll: {threads: %d, spin-us: %d}
 security-groups:
   - name: fl-pair
     rules:
@@ -89,7 +90,7 @@ instances:
   - {name: fl-b, tap: fl-b, mac: "%s", ipv4: %s/24, security-groups: [fl-pair]}
   - {name: fl-x, tap: fl-x, mac: "%s", ipv4: %s/24, security-groups: [fl-attacker]}
   - {name: fl-t, tap: fl-t, mac: "%s", ipv4: %s/24, security-groups: [fl-target]}
-`, control, ctMax, instA.mac, instA.ip, instB.mac, instB.ip, instX.mac, instX.ip, instT.mac, instT.ip)
+`, control, ctMax, pollThreads, pollSpin, instA.mac, instA.ip, instB.mac, instB.ip, instX.mac, instX.ip, instT.mac, instT.ip)
 }
 
 // kbRuleset is the same policy for the kernel: stateful, default drop.
@@ -115,6 +116,8 @@ type opts struct {
 	rounds   int
 	interval string
 	ctMax    int
+	// switch.poll of the sgswitch under test
+	pollThreads, pollSpin int
 }
 
 func mainBench() int {
@@ -125,6 +128,8 @@ func mainBench() int {
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds of the four tests (sgswitch and kernel, unloaded and flooded), alternating")
 	fs.StringVar(&o.interval, "interval", "u50", "hping3 -i of each flood (u50: one frame every 50 µs, about 20,000/s)")
 	fs.IntVar(&o.ctMax, "conntrack-max", 65536, "the switch's conntrack table size")
+	fs.IntVar(&o.pollThreads, "poll-threads", 0, "sgswitch's switch.poll.threads: poller threads instead of a worker goroutine per queue (0: goroutines)")
+	fs.IntVar(&o.pollSpin, "poll-spin-us", 200, "sgswitch's switch.poll.spin-us: a poller's longest busy-poll")
 	quick := fs.Bool("quick", false, "short run: 1 round of 2s tests")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -368,7 +373,7 @@ func ifCounter(ctx context.Context, s *setup, in inst, name string) uint64 {
 func upSgswitch(ctx context.Context, cl *benchproc.Cleanups, bin, tmp string, o opts) (*setup, error) {
 	control := filepath.Join(tmp, "control.sock")
 	cfg := filepath.Join(tmp, "flood.yaml")
-	if err := os.WriteFile(cfg, []byte(sgConfig(control, o.ctMax)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(sgConfig(control, o.ctMax, o.pollThreads, o.pollSpin)), 0o644); err != nil {
 		return nil, err
 	}
 	sw, err := benchproc.Start("sgswitch lab up", bin, "lab", "up", "-c", cfg)
@@ -553,6 +558,11 @@ func fmtList(xs []float64, prec int) string {
 func printTable(o opts, sg, kb *setup, res map[string]*result, statsText string) {
 	fmt.Printf("\nbench-flood — pair a → b iperf3 TCP 1 stream, %s per test, %d rounds alternating, medians;\n", o.dur, o.rounds)
 	fmt.Printf("flood from x at t: hping3 -S -p %d -i %s and hping3 --udp --rand-source -p %d -i %s\n", synPort, o.interval, udpPort, o.interval)
+	if o.pollThreads > 0 {
+		fmt.Printf("sgswitch: %d poller thread(s), busy-poll up to %d µs (switch.poll)\n", o.pollThreads, o.pollSpin)
+	} else {
+		fmt.Printf("sgswitch: a worker goroutine per queue\n")
+	}
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Printf("load average at the end: %s", la)
 	}

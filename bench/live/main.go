@@ -70,6 +70,8 @@ type benchFlags struct {
 	bin, out        string
 	quick, clean    bool
 	rounds, queues  int
+	pollThreads     int
+	pollSpin        int
 	senders         string
 	testTime, rrDur time.Duration
 }
@@ -84,6 +86,8 @@ func mainBench() int {
 	fs.DurationVar(&f.testTime, "time", 5*time.Second, "duration of each TCP throughput and UDP packet-rate test (iperf3 rounds to whole seconds)")
 	fs.DurationVar(&f.rrDur, "rr-time", 3*time.Second, "duration of each TCP_RR test")
 	fs.IntVar(&f.queues, "queues", 1, "queues per sgswitch TAP (the configuration's switch.queues), one worker each")
+	fs.IntVar(&f.pollThreads, "poll-threads", 0, "sgswitch's switch.poll.threads: poller threads instead of a worker goroutine per queue (0: goroutines)")
+	fs.IntVar(&f.pollSpin, "poll-spin-us", 200, "sgswitch's switch.poll.spin-us: a poller's longest busy-poll")
 	fs.StringVar(&f.senders, "udp-senders", "1,2", "comma-separated `counts` of threads sending the 64-byte UDP flood (each its own socket); one test per count")
 	fs.BoolVar(&f.clean, "cleanup", false, "remove namespaces and links left behind by a killed run, then exit")
 	fs.BoolVar(&verbose, "v", false, "print every command")
@@ -202,7 +206,7 @@ func bench(ctx context.Context, f benchFlags, senders []int) (err error) {
 		settleTime: 500 * time.Millisecond, udpSenders: senders, self: self}
 	logf("setting up sgswitch (lab, %d queue(s) per TAP) and the kernel bridge; %d round(s), %s per throughput/packet-rate test, %s per TCP_RR test",
 		f.queues, o.rounds, o.testTime, o.rrTime)
-	sg, nd, control, err := upSgswitch(ctx, cl, bin, tmp, f.queues)
+	sg, nd, control, err := upSgswitch(ctx, cl, bin, tmp, f.queues, f.pollThreads, f.pollSpin)
 	if err != nil {
 		return err
 	}
@@ -250,6 +254,10 @@ func bench(ctx context.Context, f benchFlags, senders []int) (err error) {
 
 	rep := newReport(o, family, samples)
 	rep.Machine.LoadAvg, rep.Machine.BackgroundBusy = bgLoad, bgBusy
+	rep.SgswitchMode = fmt.Sprintf("%d queue(s) per port, a worker goroutine per queue", f.queues)
+	if f.pollThreads > 0 {
+		rep.SgswitchMode = fmt.Sprintf("%d queue(s) per port, %d poller thread(s), busy-poll up to %d µs (switch.poll)", f.queues, f.pollThreads, f.pollSpin)
+	}
 	if bgBusy > 20 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("the machine was %.0f%% busy before the run (load %s): other work competes for the CPUs, compare ratios only", bgBusy, bgLoad))
 	}
@@ -298,6 +306,7 @@ type Report struct {
 	RRSeconds     float64                      `json:"rr_seconds"`
 	UDPSenders    []int                        `json:"udp_senders"`
 	KernelMode    string                       `json:"kernel_mode"`
+	SgswitchMode  string                       `json:"sgswitch_mode"`
 	Metrics       []Metric                     `json:"metrics"`
 	Offloads      map[string]map[string]string `json:"offloads"`
 	Notes         []string                     `json:"notes"`
@@ -440,6 +449,7 @@ func (rep *Report) print(w io.Writer, statsText string) {
 		rep.Rounds, rep.TestSeconds, rep.RRSeconds)
 	fmt.Fprintf(w, "machine: nproc %d, Linux %s, %s; %s; date %s\n", rep.Machine.NProc, rep.Machine.Kernel, rep.Machine.CPU, rep.Machine.Go, rep.Date)
 	fmt.Fprintf(w, "before the run: load average %s, CPU %.0f%% busy\n", rep.Machine.LoadAvg, rep.Machine.BackgroundBusy)
+	fmt.Fprintf(w, "sgswitch setup: %s\n", rep.SgswitchMode)
 	fmt.Fprintf(w, "kernel setup: %s\n\n", rep.KernelMode)
 	const row = "%-44s %-12s %10s %10s %12s %8s %8s %8s\n"
 	fmt.Fprintf(w, row, "metric", "unit", "sg TAP", "sg netdev", "kernel", "TAP/k", "nd/k", "nd/TAP")

@@ -51,7 +51,9 @@ func metricDefs(senders []int) []metricDef {
 	}
 	defs = append(defs,
 		metricDef{"swcpu_tcp1", "sgswitch process CPU, TCP 1 stream", "% of 1 core", "", 0},
-		metricDef{"swcpu_tcp4", "sgswitch process CPU, TCP 4 streams", "% of 1 core", "", 0})
+		metricDef{"swcpu_tcp4", "sgswitch process CPU, TCP 4 streams", "% of 1 core", "", 0},
+		metricDef{"swcpu_rr", "sgswitch process CPU, TCP_RR", "% of 1 core", "", 0},
+		metricDef{"swcpu_idle", "sgswitch process CPU, idle (2 s, no traffic)", "% of 1 core", "", 1})
 	for _, n := range senders {
 		defs = append(defs, metricDef{"swcpu_udp" + udpKey(n), "sgswitch process CPU, UDP, " + senderText(n), "% of 1 core", "", 0})
 	}
@@ -173,6 +175,16 @@ func measure(ctx context.Context, o options, s *setup, round int) (sample, error
 	if err := s.alive(); err != nil {
 		return nil, err
 	}
+	if s.pid > 0 {
+		// The switch with no traffic: what an idle hypervisor pays for it.
+		c0 := readCPU(s.pid)
+		select {
+		case <-ctx.Done():
+			return nil, errors.New("interrupted")
+		case <-time.After(2 * time.Second):
+		}
+		v["swcpu_idle"] = procCPU(c0, readCPU(s.pid))
+	}
 	// Drops sgswitch counted during each test, by port and reason.
 	last := s.dropCounts(ctx)
 	noteDrops := func(test string) {
@@ -243,9 +255,14 @@ func measure(ctx context.Context, o options, s *setup, round int) (sample, error
 			return nil, err
 		}
 	}
+	c0 := readCPU(s.pid)
 	rr, err := tcpRR(ctx, o, s)
+	c1 := readCPU(s.pid)
 	if err != nil {
 		return nil, err
+	}
+	if s.pid > 0 {
+		v["swcpu_rr"] = procCPU(c0, c1)
 	}
 	v["rr_mean"], v["rr_p99"], v["rr_tps"] = rr.MeanUS, rr.P99US, rr.TPS
 	noteDrops("tcp_rr")

@@ -173,11 +173,12 @@ func ensurePackages(ctx context.Context) error {
 
 // sgswitchConfig is the lab configuration: b admits the benchmark's TCP and
 // UDP ports from the subnet, a admits nothing; egress is open on both.
-func sgswitchConfig(control string, queues int) string {
+func sgswitchConfig(control string, queues, pollThreads, pollSpin int) string {
 	return fmt.Sprintf(`# written by bench/live: the live comparison with the kernel bridge
 switch:
   control: %s
   queues: %d
+  poll: {threads: %d, spin-us: %d}
 security-groups:
   - name: bl-client
     description: the benchmark client; no ingress, default egress
@@ -192,17 +193,17 @@ instances:
   - {name: %s, tap: %s, mac: "%s", ipv4: %s/%d, security-groups: [bl-server]}
   - {name: %s, netdev: %s, mac: "%s", ipv4: %s/%d, security-groups: [bl-client]}
   - {name: %s, netdev: %s, mac: "%s", ipv4: %s/%d, security-groups: [bl-server]}
-`, control, queues, sgNSA, sgTapA, macA, addrA, prefixLen, sgNSB, sgTapB, macB, addrB, prefixLen,
+`, control, queues, pollThreads, pollSpin, sgNSA, sgTapA, macA, addrA, prefixLen, sgNSB, sgTapB, macB, addrB, prefixLen,
 		ndNSA, ndLinkA, ndMacA, ndAddrA, prefixLen, ndNSB, ndLinkB, ndMacB, ndAddrB, prefixLen)
 }
 
 // upSgswitch writes the configuration, starts `sgswitch lab up` and waits
 // for its "lab up:" line. It returns the TAP pair and the netdev pair, two
 // setups of the one switch.
-func upSgswitch(ctx context.Context, cl *cleanups, bin, tmp string, queues int) (*setup, *setup, string, error) {
+func upSgswitch(ctx context.Context, cl *cleanups, bin, tmp string, queues, pollThreads, pollSpin int) (*setup, *setup, string, error) {
 	control := filepath.Join(tmp, "control.sock")
 	cfg := filepath.Join(tmp, "sgswitch.yaml")
-	if err := os.WriteFile(cfg, []byte(sgswitchConfig(control, queues)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(sgswitchConfig(control, queues, pollThreads, pollSpin)), 0o644); err != nil {
 		return nil, nil, "", err
 	}
 	if _, err := run(ctx, 20*time.Second, bin, "check", "-c", cfg); err != nil {

@@ -114,9 +114,9 @@ func newSwitch(cfg *config.Config, log *slog.Logger, drops *vswitch.DropLog, per
 		if spec.Kind == port.KindNetdev {
 			// An existing device, in the switch's own namespace (in a lab
 			// too: the host end of the instance's veth pair).
-			return port.OpenNetdev(device, port.NetdevOptions{Queues: cfg.Switch.Queues, Promisc: spec.Uplink, Log: log})
+			return port.OpenNetdev(device, port.NetdevOptions{Queues: cfg.Switch.Queues, Promisc: spec.Uplink, Log: log, Raw: spec.Poll})
 		}
-		o := port.TAPOptions{Offload: cfg.Switch.Offload, Persist: persist, Queues: cfg.Switch.Queues}
+		o := port.TAPOptions{Offload: cfg.Switch.Offload, Persist: persist, Queues: cfg.Switch.Queues, Raw: spec.Poll}
 		if inLab {
 			return lab.OpenTAP(cfg, device, o)
 		}

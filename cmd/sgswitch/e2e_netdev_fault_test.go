@@ -36,9 +36,17 @@ instances:
 
 // TestE2ENetdevFault deletes a VM's device under traffic and creates it
 // again: the bystanders' TCP stream keeps its throughput, and the VM's port
-// comes back by itself (no reload, no command) and carries traffic again.
+// comes back by itself (no reload, no command) and carries traffic again —
+// with the queues served by goroutines and by a poller thread (which must
+// take the new device's socket into its epoll set).
 func TestE2ENetdevFault(t *testing.T) {
-	l := startLab(t, faultConfig)
+	for _, m := range servingModes {
+		t.Run(m.name, func(t *testing.T) { testNetdevFault(t, withServing(faultConfig, m.yaml)) })
+	}
+}
+
+func testNetdevFault(t *testing.T, cfg string) {
+	l := startLab(t, cfg)
 	vm, tap, src, dst := l.instance("nd-vm"), l.instance("nd-tap"), l.instance("nd-src"), l.instance("nd-dst")
 
 	// The bystanders' stream: src writes as fast as it can, dst counts.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,10 +35,31 @@ instances:
   - {name: nd-c, netdev: nd-c0, mac: "02:00:00:00:dc:01", ipv4: 10.0.0.13/24, security-groups: [lab]}
 `
 
+// servingModes are the two ways the switch serves its queues: a worker
+// goroutine per queue on Go's netpoller (the default), and a poller thread
+// with busy-polling (switch.poll).
+var servingModes = []struct{ name, yaml string }{
+	{"goroutines", ""},
+	{"poller", "  poll: {threads: 1, spin-us: 200}\n"},
+}
+
+// withServing puts a serving mode's switch fields into cfg, whose first
+// line is `switch:`.
+func withServing(cfg, fields string) string {
+	return strings.Replace(cfg, "switch:\n", "switch:\n"+fields, 1)
+}
+
 // TestE2ENetdevPorts: traffic between netdev and TAP ports, both ways, and
-// the port state in ctl stats.
+// the port state in ctl stats, with the queues served by goroutines and by
+// a poller thread.
 func TestE2ENetdevPorts(t *testing.T) {
-	l := startLab(t, netdevConfig)
+	for _, m := range servingModes {
+		t.Run(m.name, func(t *testing.T) { testNetdevPorts(t, withServing(netdevConfig, m.yaml)) })
+	}
+}
+
+func testNetdevPorts(t *testing.T, cfg string) {
+	l := startLab(t, cfg)
 	a, b, c := l.instance("nd-a"), l.instance("nd-b"), l.instance("nd-c")
 	for _, p := range [][2]string{{a.Name, b.Name}, {b.Name, a.Name}, {a.Name, c.Name}, {c.Name, a.Name}} {
 		to := l.instance(p[1]).IPv4.Addr()

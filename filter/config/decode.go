@@ -15,7 +15,8 @@ import (
 // (unknown-field messages quote these lists).
 var (
 	topFields       = []string{"switch", "uplink", "cluster", "security-groups", "instances"}
-	switchFields    = []string{"control", "metrics", "conntrack", "persist-established", "offload", "queues", "uplink-macs", "mac-ageing", "dhcp"}
+	switchFields    = []string{"control", "metrics", "conntrack", "persist-established", "offload", "queues", "poll", "uplink-macs", "mac-ageing", "dhcp"}
+	pollFields      = []string{"threads", "spin-us"}
 	conntrackFields = []string{"max", "per-instance-max", "timeouts"}
 	dhcpFields      = []string{"dns", "lease-time"}
 	uplinkFields    = []string{"tap", "port", "netdev", "gateway", "lab-hosts"}
@@ -81,6 +82,7 @@ func defaultSwitch() Switch {
 		DHCP:          DHCP{LeaseTime: DefaultLeaseTime},
 		Offload:       true,
 		Queues:        1,
+		Poll:          Poll{Spin: DefaultPollSpin},
 		MaxUplinkMACs: DefaultUplinkMACs,
 		MACAgeing:     DefaultMACAgeing,
 	}
@@ -141,6 +143,20 @@ func (p *parser) decodeSwitch(n *yaml.Node, s *Switch) {
 	if v := m.val("queues"); v != nil {
 		if n, ok := p.integer(v, m.field("queues"), 1, MaxQueues, "give a number of queues per TAP from 1 to 16 (about one per core)"); ok {
 			s.Queues = int(n)
+		}
+	}
+	if v := m.val("poll"); v != nil {
+		if pm, ok := p.mapping(v, m.field("poll"), pollFields); ok {
+			if v := pm.val("threads"); v != nil {
+				if n, ok := p.integer(v, pm.field("threads"), 0, MaxPollThreads, "give a number of poller threads from 1 to 16 (about one per core), or 0 for a worker goroutine per queue"); ok {
+					s.Poll.Threads = int(n)
+				}
+			}
+			if v := pm.val("spin-us"); v != nil {
+				if n, ok := p.integer(v, pm.field("spin-us"), 0, MaxPollSpin, "give the longest busy-poll in microseconds from 0 (never spin) to 10000"); ok {
+					s.Poll.Spin = time.Duration(n) * time.Microsecond
+				}
+			}
 		}
 	}
 	if v := m.val("uplink-macs"); v != nil {

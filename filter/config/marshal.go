@@ -95,6 +95,16 @@ func marshalSwitch(s *Switch) *yaml.Node {
 	if s.Queues != 1 {
 		put(m, "queues", intNode(int64(s.Queues)))
 	}
+	if s.Poll != (Poll{Spin: DefaultPollSpin}) {
+		pm := mapNode(true)
+		if s.Poll.Threads != 0 {
+			put(pm, "threads", intNode(int64(s.Poll.Threads)))
+		}
+		if s.Poll.Spin != DefaultPollSpin {
+			put(pm, "spin-us", intNode(int64(s.Poll.Spin/time.Microsecond)))
+		}
+		put(m, "poll", pm)
+	}
 	if s.MaxUplinkMACs != DefaultUplinkMACs {
 		put(m, "uplink-macs", intNode(int64(s.MaxUplinkMACs)))
 	}

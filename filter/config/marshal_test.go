@@ -46,6 +46,11 @@ func TestMarshalRoundTrip(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		roundTrip(t, mustParse(t, "d.yaml", ""))
 	})
+	t.Run("poll", func(t *testing.T) {
+		for _, text := range []string{"switch: {poll: {threads: 1}}\n", "switch: {poll: {threads: 2, spin-us: 0}}\n", "switch: {poll: {spin-us: 50}}\n"} {
+			roundTrip(t, mustParse(t, "p.yaml", text))
+		}
+	})
 	t.Run("empty default group first", func(t *testing.T) {
 		// Only a trailing empty `default` may be left out: Parse adds it at
 		// the end, so one elsewhere must be written to keep the order.

@@ -38,9 +38,15 @@ var errorCases = []struct {
 	{"unknown top field", "switches: {}\n", []string{
 		"x.yaml:1: switches: unknown field; valid fields here are switch, uplink, cluster, security-groups, instances"}},
 	{"unknown switch field", "switch:\n  conntrack-max: 5\n", []string{
-		"x.yaml:2: switch.conntrack-max: unknown field; valid fields here are control, metrics, conntrack, persist-established, offload, queues, uplink-macs, mac-ageing, dhcp"}},
+		"x.yaml:2: switch.conntrack-max: unknown field; valid fields here are control, metrics, conntrack, persist-established, offload, queues, poll, uplink-macs, mac-ageing, dhcp"}},
 	{"unknown conntrack field", "switch: {conntrack: {size: 5}}\n", []string{
 		"x.yaml:1: switch.conntrack.size: unknown field; valid fields here are max, per-instance-max, timeouts"}},
+	{"unknown poll field", "switch: {poll: {spin: 5}}\n", []string{
+		"x.yaml:1: switch.poll.spin: unknown field; valid fields here are threads, spin-us"}},
+	{"poll threads out of range", "switch:\n  poll: {threads: 17}\n", []string{
+		"x.yaml:2: switch.poll.threads: 17 is out of range; give a number of poller threads from 1 to 16 (about one per core), or 0 for a worker goroutine per queue"}},
+	{"poll spin out of range", "switch:\n  poll:\n    spin-us: 20000\n", []string{
+		"x.yaml:3: switch.poll.spin-us: 20000 is out of range; give the longest busy-poll in microseconds from 0 (never spin) to 10000"}},
 	{"unknown dhcp field", "switch:\n  dhcp: {router: 10.0.0.1}\n", []string{
 		"x.yaml:2: switch.dhcp.router: unknown field; valid fields here are dns, lease-time"}},
 	{"unknown uplink field", "uplink: {port: up0, gateway: 10.0.0.1/24, mac: x}\n", []string{

@@ -39,6 +39,7 @@ instances:
 			DHCP:          DHCP{LeaseTime: 86400 * time.Second},
 			Offload:       true,
 			Queues:        1,
+			Poll:          Poll{Spin: 200 * time.Microsecond},
 			MaxUplinkMACs: 4096,
 			MACAgeing:     300 * time.Second,
 		},

@@ -39,10 +39,29 @@ type Switch struct {
 	DHCP               DHCP          // `dhcp`
 	Offload            bool          // `offload`: virtio-net header + TSO/GSO on TAPs (default true)
 	Queues             int           // `queues`: queues per TAP, each served by its own worker (default 1; more: multi-queue TAPs)
+	Poll               Poll          // `poll`: poller threads instead of a worker goroutine per queue
 	Line               int           // line of the `switch:` key, 0 if absent
 	MaxUplinkMACs      int           // `uplink-macs`: bound of the MAC table learned on the uplink (default 4096)
 	MACAgeing          time.Duration // `mac-ageing`: a learned uplink MAC not seen for this long is forgotten (default 300s)
 }
+
+// Poll is `switch.poll`: how the ports' queues are waited for. With Threads
+// 0 (the default) each queue has a worker goroutine parked on Go's
+// netpoller; with Threads > 0 that many OS threads wait on the queues'
+// descriptors themselves (epoll) and run their frames, and after work spin
+// up to Spin for the next frame before sleeping (adaptive: the spin grows
+// while frames keep coming within it and shrinks to nothing when they stop).
+type Poll struct {
+	Threads int           // `threads`
+	Spin    time.Duration // `spin-us`: the longest spin (default 200 µs; 0 = never spin)
+}
+
+// Limits and default of `switch.poll`.
+const (
+	MaxPollThreads  = 16
+	MaxPollSpin     = 10000 // µs
+	DefaultPollSpin = 200 * time.Microsecond
+)
 
 // Conntrack holds the connection-tracking limits (`switch.conntrack`).
 type Conntrack struct {

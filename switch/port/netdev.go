@@ -27,6 +27,9 @@ type NetdevOptions struct {
 	// nil: the process's watcher of the network namespace the first netdev
 	// port was opened in.
 	Watcher *LinkWatcher
+	// Raw keeps the sockets off Go's netpoller, for a poller thread that
+	// waits on them itself (the queues are then Pollable).
+	Raw bool
 }
 
 // Netdev is a port on an existing network device that someone else created
@@ -58,6 +61,7 @@ type Netdev struct {
 	mu      sync.Mutex // serialises sync and Close
 	status  Status
 	changed chan struct{} // closed and replaced when cur changes
+	pollers []func()      // told when cur changes (OnPollChange)
 }
 
 // attachment is one device served: the sockets of one device instance (a
@@ -172,6 +176,9 @@ func (nd *Netdev) Close() error {
 func (nd *Netdev) notify() {
 	close(nd.changed)
 	nd.changed = make(chan struct{})
+	for _, f := range nd.pollers {
+		f()
+	}
 }
 
 // sync brings the port in line with its device as it is now: the watcher
@@ -269,7 +276,7 @@ func (nd *Netdev) detach() error {
 		return nil
 	}
 	for _, s := range a.socks {
-		s.f.Close()
+		s.close()
 	}
 	return a.drop.remove()
 }
@@ -292,7 +299,7 @@ func (nd *Netdev) attach(link netlink.Link) (*attachment, error) {
 		drop.remove()
 		return nil, fmt.Errorf("netdev %s: bring the link up: %w", nd.name, err)
 	}
-	socks, err := openPacketSocks(nd.name, idx, len(nd.queues), nd.opt.Promisc)
+	socks, err := openPacketSocks(nd.name, idx, len(nd.queues), nd.opt.Promisc, nd.opt.Raw)
 	if err != nil {
 		drop.remove()
 		return nil, err
@@ -383,7 +390,7 @@ func (q *netdevQueue) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		n, err := q.rb.read(a.socks[q.i], bufs, sizes, VnetHdrSize)
+		n, err := q.rb.read(a.socks[q.i], bufs, sizes, VnetHdrSize, true)
 		if err == nil {
 			return n, nil
 		}
@@ -400,6 +407,69 @@ func (q *netdevQueue) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		}
 		// The attachment was let go: wait for the next one.
 	}
+}
+
+// errNotAttached is PollControl's answer while the device is not there.
+var errNotAttached = errors.New("the device is not there: the port waits for it")
+
+// PollControl calls fn with the descriptor of the current attachment's
+// socket (Pollable). While the device is not there it returns an error;
+// the poller waits for OnPollChange.
+func (q *netdevQueue) PollControl(fn func(fd uintptr)) error {
+	nd := q.nd
+	if nd.closed.Load() {
+		return fmt.Errorf("netdev %s: poll: %w", nd.name, net.ErrClosed)
+	}
+	a := nd.cur.Load()
+	if a == nil {
+		return fmt.Errorf("netdev %s: poll: %w", nd.name, errNotAttached)
+	}
+	s := a.socks[q.i]
+	if s.raw == nil {
+		return fmt.Errorf("netdev %s: poll: not opened for a poller (NetdevOptions.Raw)", nd.name)
+	}
+	if err := s.raw.control(fn); err != nil {
+		// Let go meanwhile: the next attachment comes with OnPollChange.
+		return fmt.Errorf("netdev %s: poll: %w", nd.name, errNotAttached)
+	}
+	return nil
+}
+
+// NotAttached reports whether err is PollControl's "the device is not there".
+func NotAttached(err error) bool { return errors.Is(err, errNotAttached) }
+
+// OnPollChange registers f, called (from the link watcher's goroutine, so it
+// must not block) whenever the port takes or lets go of a device: a poller
+// then calls PollControl again for the new socket.
+func (q *netdevQueue) OnPollChange(f func()) {
+	q.nd.mu.Lock()
+	q.nd.pollers = append(q.nd.pollers, f)
+	q.nd.mu.Unlock()
+}
+
+// TryReadBatch is ReadBatch without waiting (Pollable): 0 frames when none
+// waits, and while the device is not there.
+func (q *netdevQueue) TryReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	nd := q.nd
+	a := nd.cur.Load()
+	if a == nil {
+		if nd.closed.Load() {
+			return 0, fmt.Errorf("netdev %s: read: %w", nd.name, net.ErrClosed)
+		}
+		return 0, nil
+	}
+	n, err := q.rb.read(a.socks[q.i], bufs, sizes, VnetHdrSize, false)
+	switch {
+	case err == nil:
+		return n, nil
+	case nd.closed.Load():
+		return 0, fmt.Errorf("netdev %s: read: %w", nd.name, net.ErrClosed)
+	case nd.cur.Load() == a && !errors.Is(err, unix.ENETDOWN) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, unix.EBADF):
+		return 0, fmt.Errorf("netdev %s: read: %w", nd.name, err)
+	}
+	// The link went down, or the attachment was let go: nothing to read
+	// until the next one (OnPollChange).
+	return 0, nil
 }
 
 // await returns the current attachment, waiting for one while there is none.

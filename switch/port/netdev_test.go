@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,12 +95,17 @@ func waitState(t *testing.T, p *Netdev, want State) Status {
 // the port, behind a virtio-net header.
 func TestNetdevFramesFlow(t *testing.T) {
 	needTAP(t)
-	for _, queues := range []int{1, 3} {
-		t.Run(map[int]string{1: "one queue", 3: "fanout"}[queues], func(t *testing.T) {
+	for _, mode := range []struct {
+		name   string
+		queues int
+		raw    bool
+	}{{"one queue", 1, false}, {"fanout", 3, false}, {"one queue raw", 1, true}, {"fanout raw", 3, true}} {
+		queues := mode.queues
+		t.Run(mode.name, func(t *testing.T) {
 			name := ndName()
 			nsIP := netip.MustParseAddr("10.98.0.1")
 			_, mac := vethVM(t, name, netip.PrefixFrom(nsIP, 24))
-			p := openNetdev(t, name, NetdevOptions{Queues: queues})
+			p := openNetdev(t, name, NetdevOptions{Queues: queues, Raw: mode.raw})
 			if s := p.Status(); s.State != StateUp || s.Attaches != 1 {
 				t.Fatalf("status %+v; want up, attached once", s)
 			}
@@ -455,4 +461,95 @@ func TestNetdevBatchAllocs(t *testing.T) {
 		t.Errorf("a batch of %d frames through a veth: %v allocations; want 0", batch, n)
 	}
 	t.Logf("%d frames per read on average", batch*(runs+1)/reads)
+}
+
+// TestNetdevPollable: a netdev opened Raw is served by a poller: its
+// descriptor is handed out only while the device is there, the poller is
+// told each time the device comes or goes, TryReadBatch never waits and
+// allocates nothing, and Close ends it all.
+func TestNetdevPollable(t *testing.T) {
+	needTAP(t)
+	name := ndName()
+	p := openNetdev(t, name, NetdevOptions{Raw: true})
+	q := Queues(p)[0].(Pollable)
+	var changes atomic.Int32
+	q.(PollChanger).OnPollChange(func() { changes.Add(1) })
+	if err := q.PollControl(func(uintptr) {}); !NotAttached(err) {
+		t.Fatalf("PollControl before the device exists: %v; want not attached", err)
+	}
+	bufs, sizes := [][]byte{make([]byte, BufSize), make([]byte, BufSize)}, make([]int, 2)
+	if n, err := q.TryReadBatch(bufs, sizes); n != 0 || err != nil {
+		t.Fatalf("TryReadBatch while waiting: %d, %v; want 0, nil", n, err)
+	}
+	for round := 1; round <= 2; round++ {
+		nsIP := netip.MustParseAddr("10.98.5.1")
+		ns, mac := vethVM(t, name, netip.PrefixFrom(nsIP, 24))
+		waitState(t, p, StateUp)
+		waitOperUp(t, name)
+		if changes.Load() < int32(2*round-1) {
+			t.Fatalf("round %d: %d poll changes after the device came; want >= %d", round, changes.Load(), 2*round-1)
+		}
+		var fd int
+		if err := q.PollControl(func(d uintptr) { fd = int(d) }); err != nil {
+			t.Fatalf("round %d: PollControl: %v", round, err)
+		}
+		// Drain what the kernel sent when the link came up, then nothing waits.
+		for {
+			n, err := q.TryReadBatch(bufs, sizes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		if a := testing.AllocsPerRun(100, func() { q.TryReadBatch(bufs, sizes) }); a != 0 {
+			t.Errorf("TryReadBatch with nothing waiting: %v allocations; want 0", a)
+		}
+		req := append(make([]byte, VnetHdrSize), arpRequest(vmMAC, netip.MustParseAddr("10.98.5.2"), nsIP)...)
+		if _, err := p.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		// Wait as a poller does: on the descriptor, then read without waiting.
+		deadline := time.Now().Add(5 * time.Second)
+		found := false
+		for !found && time.Now().Before(deadline) {
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			unix.Poll(pfd, 100)
+			n, err := q.TryReadBatch(bufs, sizes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				if m, ok := arpReplySender(bufs[i][VnetHdrSize:sizes[i]], vmMAC, nsIP); ok && bytes.Equal(m, mac) {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Fatalf("round %d: no ARP reply read by TryReadBatch", round)
+		}
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, p, StateWaiting)
+		if changes.Load() < int32(2*round) {
+			t.Errorf("round %d: %d poll changes after the device went; want >= %d", round, changes.Load(), 2*round)
+		}
+		if n, err := q.TryReadBatch(bufs, sizes); n != 0 || err != nil {
+			t.Errorf("round %d: TryReadBatch after the device went: %d, %v; want 0, nil", round, n, err)
+		}
+		ns.Close()
+	}
+	p.Close()
+	if _, err := q.TryReadBatch(bufs, sizes); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("TryReadBatch after Close: %v; want net.ErrClosed", err)
+	}
+	if err := q.PollControl(func(uintptr) {}); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("PollControl after Close: %v; want net.ErrClosed", err)
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -50,9 +52,62 @@ const sizeofAuxdata = int(unsafe.Sizeof(unix.TpacketAuxdata{}))
 // cmsgSpace is the control room for one PACKET_AUXDATA message.
 var cmsgSpace = unix.CmsgSpace(sizeofAuxdata)
 
+// packetSock is one AF_PACKET socket: on Go's netpoller (f, rc), or, for a
+// poller thread, off it (raw).
 type packetSock struct {
-	f  *os.File
-	rc syscall.RawConn
+	f   *os.File
+	rc  syscall.RawConn
+	raw *rawFD
+}
+
+func (s *packetSock) close() error {
+	if s.raw != nil {
+		return s.raw.close()
+	}
+	return s.f.Close()
+}
+
+// rawTries bounds how many times a poller's write waits (rawSendWait each)
+// for room in a full socket buffer before the rest of the batch is refused:
+// a poller thread serves every port, so it never waits long for one.
+const rawTries = 4
+
+var rawSendWait = unix.NsecToTimespec(int64(250 * time.Microsecond))
+
+// do runs fn (a recvBatch.recv or sendBatch.send) on the socket. fn reports
+// false when the socket would block; then do waits for the socket when
+// block is set (a read: until a frame comes; a write: a bounded while), and
+// otherwise returns ok false.
+func (s *packetSock) do(fn func(fd uintptr) bool, events int16, block bool) (ok bool, err error) {
+	if s.raw == nil {
+		if events == unix.POLLIN {
+			return true, s.rc.Read(fn)
+		}
+		return true, s.rc.Write(fn)
+	}
+	for try := 0; ; try++ {
+		if !s.raw.acquire() {
+			return false, net.ErrClosed
+		}
+		done := fn(uintptr(s.raw.fd))
+		s.raw.release()
+		if done {
+			return true, nil
+		}
+		if !block {
+			return false, nil
+		}
+		var timeout *unix.Timespec
+		if events == unix.POLLOUT {
+			if try == rawTries {
+				return false, nil
+			}
+			timeout = &rawSendWait
+		}
+		if err := s.raw.wait(events, timeout); err != nil {
+			return false, err
+		}
+	}
 }
 
 // fanoutIDs hands out PACKET_FANOUT group ids; a group id is shared by every
@@ -63,16 +118,16 @@ var fanoutIDs atomic.Uint32
 func init() { fanoutIDs.Store(uint32(os.Getpid()) & 0xffff) }
 
 // openPacketSocks opens n sockets on device ifindex (a fanout group when n > 1).
-func openPacketSocks(name string, ifindex, n int, promisc bool) ([]*packetSock, error) {
+func openPacketSocks(name string, ifindex, n int, promisc, raw bool) ([]*packetSock, error) {
 	socks := make([]*packetSock, 0, n)
 	closeAll := func() {
 		for _, s := range socks {
-			s.f.Close()
+			s.close()
 		}
 	}
 	fanout := -1
 	for i := range n {
-		s, err := openPacketSock(name, ifindex, promisc && i == 0)
+		s, err := openPacketSock(name, ifindex, promisc && i == 0, raw)
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -115,7 +170,7 @@ func joinNewFanout(s *packetSock) (int, error) {
 	return 0, err
 }
 
-func openPacketSock(name string, ifindex int, promisc bool) (*packetSock, error) {
+func openPacketSock(name string, ifindex int, promisc, raw bool) (*packetSock, error) {
 	// Protocol 0: no frames until bind, so none of another device slip in.
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -155,6 +210,13 @@ func openPacketSock(name string, ifindex int, promisc bool) (*packetSock, error)
 	// Clear an error the bind may have left pending (a device that went down
 	// in between); the reader sees the state of the device from now on.
 	unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if raw {
+		r, err := newRawFD(fd)
+		if err != nil {
+			return fail("make an eventfd", err)
+		}
+		return &packetSock{raw: r}, nil
+	}
 	f := os.NewFile(uintptr(fd), "packet:"+name)
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -166,6 +228,12 @@ func openPacketSock(name string, ifindex int, promisc bool) (*packetSock, error)
 
 func (s *packetSock) control(fn func(fd int) error) error {
 	var ferr error
+	if s.raw != nil {
+		if err := s.raw.control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+			return err
+		}
+		return ferr
+	}
 	if err := s.rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
 		return err
 	}
@@ -215,8 +283,9 @@ func (r *recvBatch) recv(fd uintptr) bool {
 }
 
 // read reads up to len(bufs) frames from s into bufs. vnetLen is the header
-// before each frame's Ethernet header, where a VLAN tag goes back in.
-func (r *recvBatch) read(s *packetSock, bufs [][]byte, sizes []int, vnetLen int) (int, error) {
+// before each frame's Ethernet header, where a VLAN tag goes back in. With
+// block false it returns 0 frames at once when none waits.
+func (r *recvBatch) read(s *packetSock, bufs [][]byte, sizes []int, vnetLen int, block bool) (int, error) {
 	vlen := min(len(bufs), NetdevBatch)
 	for i := range vlen {
 		b := bufs[i]
@@ -234,8 +303,12 @@ func (r *recvBatch) read(s *packetSock, bufs [][]byte, sizes []int, vnetLen int)
 		r.hdrs[i].Len = 0
 	}
 	r.vlen = vlen
-	if err := s.rc.Read(r.fn); err != nil {
+	ok, err := s.do(r.fn, unix.POLLIN, block)
+	if err != nil {
 		return 0, err
+	}
+	if !ok {
+		return 0, nil
 	}
 	if r.err != nil {
 		return 0, r.err
@@ -360,11 +433,19 @@ func (w *sendBatch) write(s *packetSock, frames [][]byte) (int, error) {
 			w.vlen++
 		}
 		for w.off = 0; w.off < w.vlen; {
-			if err := s.rc.Write(w.fn); err != nil {
+			ok, err := s.do(w.fn, unix.POLLOUT, true)
+			if err != nil {
 				if first == nil {
 					first = err
 				}
 				return sent, first // the socket is closed
+			}
+			if !ok {
+				// A poller's socket stayed full: the rest is refused.
+				if first == nil {
+					first = unix.ENOBUFS
+				}
+				return sent, first
 			}
 			if w.err != nil {
 				if first == nil {

@@ -168,4 +168,8 @@ type Spec struct {
 	// Mode is a vhost-user port's socket role: "server" (the switch
 	// listens) or "client" (the switch connects).
 	Mode string
+	// Poll: the switch serves the port's queues with poller threads;
+	// a TAP or netdev is then opened off Go's netpoller (TAPOptions.Raw,
+	// NetdevOptions.Raw) and is Pollable.
+	Poll bool
 }

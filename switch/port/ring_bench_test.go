@@ -51,7 +51,7 @@ func BenchmarkNetdevReceive(b *testing.B) {
 			break
 		}
 	}
-	tx, err := openPacketSock(a, idx[0], false)
+	tx, err := openPacketSock(a, idx[0], false, false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func BenchmarkNetdevReceive(b *testing.B) {
 	}
 	for _, burst := range []int{1, 32, 1024} {
 		b.Run("recvmmsg/burst="+itoa(burst), func(b *testing.B) {
-			rx, err := openPacketSock(a+"b", idx[1], false)
+			rx, err := openPacketSock(a+"b", idx[1], false, false)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -85,7 +85,7 @@ func BenchmarkNetdevReceive(b *testing.B) {
 			for b.Loop() {
 				send(burst)
 				for got := 0; got < burst; {
-					n, err := rb.read(rx, bufs, sizes, VnetHdrSize)
+					n, err := rb.read(rx, bufs, sizes, VnetHdrSize, true)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -33,6 +33,9 @@ type TAPOptions struct {
 	// instance can use more than one core. An existing multi-queue TAP is
 	// always opened as one, with max(Queues, 1) queues.
 	Queues int
+	// Raw keeps the TAP's descriptors off Go's netpoller, for a poller
+	// thread that waits on them itself (the port is then Pollable).
+	Raw bool
 }
 
 // MaxQueues bounds TAPOptions.Queues (the kernel's limit is 256; past the
@@ -71,9 +74,12 @@ func OpenTAP(name string, opt TAPOptions) (Port, error) {
 	}
 	for range n {
 		var t *tap
-		if opt.Offload {
+		switch {
+		case opt.Raw:
+			t, err = openRawTAP(name, opt.Offload, persist, multi)
+		case opt.Offload:
 			t, err = openVnetTAP(name, opt.Persist, multi)
-		} else {
+		default:
 			t, err = openWaterTAP(name, persist, multi)
 		}
 		if err != nil {
@@ -279,16 +285,51 @@ func setUp(name string) error {
 // tap is a Port on a TAP device's file descriptor. The *os.File is on Go's
 // poller, so Read parks the goroutine rather than a thread, Read and Write run
 // concurrently, and Close wakes a blocked Read.
+//
+// A TAP opened Raw has raw set instead of f: its descriptor is not on the
+// poller, and a poller thread reads it with TryReadBatch (Pollable).
 type tap struct {
 	name       string
 	f          *os.File
+	raw        *rawFD
 	vnetHdrLen int
+}
+
+// PollControl calls fn with the TAP's descriptor (Pollable).
+func (t *tap) PollControl(fn func(fd uintptr)) error {
+	if t.raw == nil {
+		return fmt.Errorf("tap %s: not opened for a poller (TAPOptions.Raw)", t.name)
+	}
+	if err := t.raw.control(fn); err != nil {
+		return t.ioError("poll", err)
+	}
+	return nil
+}
+
+// TryReadBatch reads one frame if one waits (Pollable).
+func (t *tap) TryReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	n, err := t.raw.tryRead(bufs[0])
+	if err != nil {
+		return 0, t.ioError("read", err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	sizes[0] = n
+	return 1, nil
 }
 
 func (t *tap) Name() string    { return t.name }
 func (t *tap) VnetHdrLen() int { return t.vnetHdrLen }
 
 func (t *tap) Read(buf []byte) (int, error) {
+	if t.raw != nil {
+		n, err := t.raw.read(buf)
+		if err != nil {
+			return n, t.ioError("read", err)
+		}
+		return n, nil
+	}
 	n, err := t.f.Read(buf)
 	if err != nil {
 		return n, t.ioError("read", err)
@@ -297,6 +338,13 @@ func (t *tap) Read(buf []byte) (int, error) {
 }
 
 func (t *tap) Write(frame []byte) (int, error) {
+	if t.raw != nil {
+		n, err := t.raw.write(frame)
+		if err != nil {
+			return n, t.ioError("write", err)
+		}
+		return n, nil
+	}
 	n, err := t.f.Write(frame)
 	if err != nil {
 		return n, t.ioError("write", err)
@@ -313,6 +361,12 @@ func (t *tap) WriteBatch(frames [][]byte) (int, error) { return WriteEach(t, fra
 func (t *tap) BatchSize() int { return 1 }
 
 func (t *tap) Close() error {
+	if t.raw != nil {
+		if err := t.raw.close(); err != nil {
+			return t.ioError("close", err)
+		}
+		return nil
+	}
 	if err := t.f.Close(); err != nil {
 		return t.ioError("close", err)
 	}
@@ -323,7 +377,7 @@ func (t *tap) Close() error {
 // net.ErrClosed like every Port (os.File reports os.ErrClosed instead).
 func (t *tap) ioError(op string, err error) error {
 	switch {
-	case errors.Is(err, os.ErrClosed):
+	case errors.Is(err, os.ErrClosed), errors.Is(err, net.ErrClosed):
 		return fmt.Errorf("tap %s: %s: %w", t.name, op, net.ErrClosed)
 	case errors.Is(err, unix.EIO) && op == "write":
 		// The kernel refuses frames for a TAP whose link is down.

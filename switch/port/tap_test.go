@@ -19,6 +19,8 @@ var tapModes = []struct {
 }{
 	{"plain", TAPOptions{}, 0},
 	{"offload", TAPOptions{Offload: true}, VnetHdrSize},
+	{"plain raw", TAPOptions{Raw: true}, 0},
+	{"offload raw", TAPOptions{Offload: true, Raw: true}, VnetHdrSize},
 }
 
 // TestTAPFramesFlow opens a TAP, moves its kernel side into a namespace as a
@@ -258,6 +260,49 @@ func TestOpenError(t *testing.T) {
 		err := openError("vm1", tc.err)
 		if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), "tap vm1") || !strings.Contains(err.Error(), tc.wantText) {
 			t.Errorf("openError(%v) = %q; want it to wrap the errno, name vm1 and say %q", tc.err, err, tc.wantText)
+		}
+	}
+}
+
+// TestTAPPollable: a TAP opened Raw is off Go's netpoller and served by a
+// poller: it hands out its descriptor, TryReadBatch returns at once with
+// nothing waiting and allocates nothing, and after Close both fail with
+// net.ErrClosed. (TestTAPFramesFlow and TestTAPCloseUnblocksRead run the raw
+// modes' blocking Read, Write and Close.)
+func TestTAPPollable(t *testing.T) {
+	needTAP(t)
+	for _, offload := range []bool{false, true} {
+		p := openTAP(t, tapName(), TAPOptions{Offload: offload, Raw: true})
+		q, ok := p.(Pollable)
+		if !ok {
+			t.Fatalf("a raw TAP (%T) is not Pollable", p)
+		}
+		fd := -1
+		if err := q.PollControl(func(d uintptr) { fd = int(d) }); err != nil || fd < 0 {
+			t.Fatalf("PollControl: fd %d, %v", fd, err)
+		}
+		bufs, sizes := [][]byte{make([]byte, BufSize)}, make([]int, 1)
+		for {
+			// Drain what the kernel sent when the link came up.
+			n, err := q.TryReadBatch(bufs, sizes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		if a := testing.AllocsPerRun(100, func() { q.TryReadBatch(bufs, sizes) }); a != 0 {
+			t.Errorf("TryReadBatch with nothing waiting: %v allocations; want 0", a)
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.TryReadBatch(bufs, sizes); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("TryReadBatch after Close: %v; want net.ErrClosed", err)
+		}
+		if err := q.PollControl(func(uintptr) {}); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("PollControl after Close: %v; want net.ErrClosed", err)
 		}
 	}
 }

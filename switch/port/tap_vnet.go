@@ -37,6 +37,64 @@ func openVnetTAP(name string, persist, multi bool) (*tap, error) {
 	return &tap{name: name, f: os.NewFile(uintptr(fd), "/dev/net/tun"), vnetHdrLen: VnetHdrSize}, nil
 }
 
+// openRawTAP opens /dev/net/tun for a poller: non-blocking, off Go's
+// netpoller (rawFD), with or without virtio-net headers and offloads.
+func openRawTAP(name string, offload, persist, multi bool) (*tap, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, openError(name, err)
+	}
+	if offload {
+		err = setupVnet(fd, name, persist, multi)
+	} else {
+		err = setupPlain(fd, name, persist, multi)
+	}
+	if err == nil {
+		err = unix.SetNonblock(fd, true)
+	}
+	var r *rawFD
+	if err == nil {
+		r, err = newRawFD(fd)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	t := &tap{name: name, raw: r}
+	if offload {
+		t.vnetHdrLen = VnetHdrSize
+	}
+	return t, nil
+}
+
+// setupPlain attaches fd as water does for a plain TAP (no packet
+// information, no virtio-net header), with offloads off (fixWaterFd).
+func setupPlain(fd int, name string, persist, multi bool) error {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return fmt.Errorf("tap %s: %w", name, err)
+	}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		return openError(name, err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0); err != nil {
+		return fmt.Errorf("tap %s: disable offloads (TUNSETOFFLOAD): %w", name, err)
+	}
+	p := 0
+	if persist {
+		p = 1
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, p); err != nil {
+		return fmt.Errorf("tap %s: set persistence (TUNSETPERSIST): %w", name, err)
+	}
+	return nil
+}
+
 func setupVnet(fd int, name string, persist, multi bool) error {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
