@@ -20,10 +20,16 @@ go build -o "$dir/gencap" ./bench/gencap
 "$dir/gencap" -o "$dir/allowed.pcap" -mix allowed -conns "$CONNS" >/dev/null
 head -c 24 "$dir/allowed.pcap" >"$dir/empty.pcap" # the pcap header alone
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# faults CMD...: runs CMD with its output in $dir/run.txt and prints its page faults.
+# faults CMD...: runs CMD with its output in $dir/run.txt and prints its page
+# faults (the traps, as perf counts them: getrusage would add the pages that
+# MADV_POPULATE_WRITE brings in without one), "-" without perf.
 faults() {
-	/usr/bin/time -f '%R' -o "$dir/faults.txt" "$@" >"$dir/run.txt"
-	tail -1 "$dir/faults.txt"
+	if command -v perf >/dev/null && perf stat -x, -e page-faults -o "$dir/faults.txt" "$@" >"$dir/run.txt" 2>/dev/null; then
+		awk -F, '/page-faults/ {print $1}' "$dir/faults.txt"
+	else
+		"$@" >"$dir/run.txt"
+		echo -
+	fi
 }
 printf '%-40s %10s %10s %11s %11s %6s %8s %7s\n' capture frames "whole/s" "per-cpu-s/s" "pipeline/s" ratio "peak RSS" faults
 row() { # row LABEL FILE WORKERS CHECK
@@ -58,7 +64,9 @@ row "seed mix, --workers 2 (both cores)" "$dir/big.pcap" 2 -
 : >"$dir/start.out"
 for _ in $(seq "$RUNS"); do
 	pf=$(faults taskset -c "$CPU" bin/sgswitch replay -c testdata/lab/seed.yaml "$dir/empty.pcap")
-	awk -v pf="$pf" '/^frames/ {t=$4; sub(/s:$/, "", t); if (t ~ /ms$/) {sub(/ms$/, "", t)} else if (t ~ /µs$/) {sub(/µs$/, "", t); t/=1000} else {t*=1000}; print t, pf}' "$dir/run.txt" >>"$dir/start.out"
+	awk -v pf="$pf" '/^frames/ {t=$4; sub(/:$/, "", t)
+		if (t ~ /ms$/) {sub(/ms$/, "", t)} else if (t ~ /µs$/) {sub(/µs$/, "", t); t /= 1000} else {sub(/s$/, "", t); t *= 1000}
+		print t, pf}' "$dir/run.txt" >>"$dir/start.out"
 done
 printf 'start-up alone (a capture without frames, one core): %s ms, %s page faults (medians)\n' \
 	"$(awk '{print $1}' "$dir/start.out" | median)" "$(awk '{print $2}' "$dir/start.out" | median)"
