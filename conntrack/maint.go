@@ -224,3 +224,28 @@ func (t *Table) Scan(visit func(batch []ConnInfo) bool) {
 		}
 	}
 }
+
+// Forget removes the live connections drop accepts, given each one's
+// original-direction key and Meta, and returns how many it removed; the
+// connections of an instance handed to another host are forgotten so. drop
+// runs with a shard locked and must not call the table; the lock is let go
+// between batches of sweepBatch entries, as Sweep does.
+func (t *Table) Forget(drop func(Key, Meta) bool) int {
+	n := 0
+	for si := range t.shards {
+		s := &t.shards[si]
+		s.mu.Lock()
+		for i := uint32(0); i < s.used; i++ {
+			if i%sweepBatch == sweepBatch-1 {
+				s.mu.Unlock()
+				s.mu.Lock()
+			}
+			if e := s.at(i); e.state != StateNone && drop(e.origKey(), e.meta()) {
+				t.releaseIdx(s, i, e)
+				n++
+			}
+		}
+		s.mu.Unlock()
+	}
+	return n
+}

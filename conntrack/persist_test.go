@@ -761,3 +761,25 @@ func TestSaveRestoreSelected(t *testing.T) {
 		t.Errorf("a connection admit refused: %v", r.Verdict)
 	}
 }
+
+// Forget removes exactly the connections drop accepts, and the table then
+// takes the same tuples again.
+func TestForget(t *testing.T) {
+	tab, _ := newTestTable(Config{})
+	for i := range 600 { // more than a batch of one shard
+		mustInsert(t, tab, udpPacket(uint16(1000+i), 53), Meta{A: int32(i % 3), B: 100, Allowed: true})
+	}
+	if n := tab.Forget(func(k Key, m Meta) bool { return m.A == 1 }); n != 200 || tab.Len() != 400 || tab.OwnerCount(1) != 0 {
+		t.Fatalf("Forget: %d removed, %d left, owner 1 holds %d; want 200, 400, 0", n, tab.Len(), tab.OwnerCount(1))
+	}
+	for i := range 600 {
+		r := tab.Track(udpPacket(uint16(1000+i), 53))
+		if want := i%3 != 1; (r.Verdict == Valid) != want {
+			t.Fatalf("connection %d: %v after Forget", i, r.Verdict)
+		}
+	}
+	mustInsert(t, tab, udpPacket(1001, 53), Meta{A: 1, B: 100, Allowed: true})
+	if st := tab.Stats(); st.Entries != 401 || st.UDP != 401 {
+		t.Errorf("stats after Forget and an insert: %+v", st)
+	}
+}

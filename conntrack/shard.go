@@ -1,6 +1,11 @@
 package conntrack
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/sgswitch/sgswitch/internal/populate"
+)
 
 const (
 	// chunkSize entries are allocated at a time: 256 entries of 128 bytes make
@@ -106,6 +111,7 @@ func (s *shard) put(h, idx uint32) {
 	if (s.live+1)*4 > len(s.index)*3 {
 		old := s.index
 		s.index = make([]uint64, 2*len(old))
+		populate.Memory(unsafe.Pointer(&s.index[0]), uintptr(len(s.index))*8)
 		for _, slot := range old {
 			if slot != 0 {
 				s.place(slot)
@@ -172,7 +178,9 @@ func (s *shard) alloc() (uint32, *entry) {
 	}
 	idx := s.used
 	if int(idx>>chunkBits) == len(s.chunks) {
-		s.chunks = append(s.chunks, new([chunkSize]entry))
+		c := new([chunkSize]entry)
+		populate.Memory(unsafe.Pointer(c), unsafe.Sizeof(*c))
+		s.chunks = append(s.chunks, c)
 	}
 	s.used++
 	e := s.at(idx)

@@ -263,7 +263,7 @@ func orient(p *Packet, k *Key) (swapped, ok bool) {
 //
 // The hot path takes one shard lock, probes one index and compares one key;
 // it allocates nothing.
-func (t *Table) Track(p *Packet) Result {
+func (t *Table) Track(p *Packet) (r Result) {
 	var k Key
 	swapped, ok := orient(p, &k)
 	if !ok {
@@ -292,17 +292,27 @@ func (t *Table) Track(p *Packet) Result {
 		s.mu.Unlock()
 		return Result{}
 	}
-	r := result(si, idx, e, st, dir)
+	r.set(si, idx, e, st, dir)
 	s.mu.Unlock()
 	return r
 }
 
-func result(si, idx uint32, e *entry, st step, dir Dir) Result {
-	v := Valid
+func result(si, idx uint32, e *entry, st step, dir Dir) (r Result) {
+	r.set(si, idx, e, st, dir)
+	return r
+}
+
+// set fills r field by field: built as a composite literal, the Result was
+// assembled from byte stores on the stack and copied out with wide loads
+// that the CPU could not forward from them, a quarter of Track's own time.
+func (r *Result) set(si, idx uint32, e *entry, st step, dir Dir) {
+	r.Verdict = Valid
 	if st == stepInvalid {
-		v = Invalid
+		r.Verdict = Invalid
 	}
-	return Result{Verdict: v, Dir: dir, State: e.state, Conn: Handle{si, idx, e.gen}, Meta: e.meta()}
+	r.Dir, r.State, r.Refused = dir, e.state, RefusedNone
+	r.Conn.shard, r.Conn.idx, r.Conn.gen = si, idx, e.gen
+	r.Meta.A, r.Meta.B, r.Meta.PolicyGen, r.Meta.Allowed = e.a, e.b, e.policyGen, e.flags&flagAllowed != 0
 }
 
 // advance applies packet p, travelling in direction dir, to live entry e.

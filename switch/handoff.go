@@ -42,6 +42,14 @@ func (s *Switch) ExportConnections(w io.Writer, port int32, max int) (n, over in
 	return s.ct.SaveSelected(w, func(_ conntrack.Key, m conntrack.Meta) bool { return m.A == port || m.B == port }, max)
 }
 
+// ForgetConnections removes the tracked connections of port id, one the
+// last change removed: once handed to another host they would only stand
+// in the way of the same connections coming back (an instance migrated back
+// here), since an import keeps the entry of a tuple the table holds.
+func (s *Switch) ForgetConnections(port int32) int {
+	return s.ct.Forget(func(_ conntrack.Key, m conntrack.Meta) bool { return m.A == port || m.B == port })
+}
+
 // ErrNotServed is ImportConnections' answer for an instance this switch does not serve.
 var ErrNotServed = errors.New("the instance is not served by this switch")
 

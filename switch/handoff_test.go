@@ -138,4 +138,29 @@ func TestConnectionsFollowAMovedInstance(t *testing.T) {
 	if n, _, err := b.ImportConnections(bytes.NewReader(blob), "web1"); err != nil || n != 0 {
 		t.Errorf("second import: %d, %v", n, err)
 	}
+
+	// hv-a forgot what it handed over; web1 migrates back, and its
+	// connection comes back too, not kept out by hv-a's old entry.
+	if n := a.ForgetConnections(old["web1"]); n != 2 {
+		t.Errorf("hv-a forgot %d connections of web1's old port, want 2", n)
+	}
+	away := b.LocalInstances()["web1"]
+	for _, step := range []struct {
+		s    *Switch
+		host string
+	}{{a, "hv-a"}, {b, "hv-b"}} {
+		if err := step.s.Apply(migrationConfig(t, step.host, "hv-a", false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handoff.Reset()
+	if n, _, err := b.ExportConnections(&handoff, away, HandoffMax); err != nil || n != 1 {
+		t.Fatalf("export back: %d, %v", n, err)
+	}
+	b.ForgetConnections(away)
+	if n, refused, err := a.ImportConnections(bytes.NewReader(handoff.Bytes()), "web1"); err != nil || n != 1 || refused != 0 {
+		t.Fatalf("import back on hv-a: %d imported, %d refused, %v", n, refused, err)
+	}
+	pw, up = a.PortNamed("web1"), a.PortNamed("uplink")
+	expect(a, "the internet's data back on hv-a", up, ft.TCP(outside, web1, 443, 40000, "PA", 5006, 1003, []byte("again")), filter.Forward, filter.ReasonEstablished, pw)
 }

@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -24,6 +25,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -174,30 +176,48 @@ func run(hosts, instances, groups, writes, clients int, keepState bool) error {
 		at  time.Time
 	}
 	var mu sync.Mutex
+	var rewatches atomic.Int64
 	arrivals := map[int64][]time.Time{}
 	ready := make(chan struct{}, hosts)
 	for h := 1; h < hosts; h++ {
 		c := conns[h%len(conns)]
 		go func(h int) {
 			copyOf := map[string]string{}
-			wctx := clientv3.WithRequireLeader(rctx)
-			wch := c.Watch(wctx, keys.Policy(), clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithCreatedNotify())
-			for wr := range wch {
-				if wr.Created {
-					ready <- struct{}{}
-					continue
-				}
-				for _, e := range wr.Events {
-					if e.Type == clientv3.EventTypeDelete {
-						delete(copyOf, string(e.Kv.Key))
-					} else {
-						copyOf[string(e.Kv.Key)] = string(e.Kv.Value)
+			next, created := from, false
+			for rctx.Err() == nil {
+				wctx := clientv3.WithRequireLeader(rctx)
+				wch := c.Watch(wctx, keys.Policy(), clientv3.WithPrefix(), clientv3.WithRev(next), clientv3.WithCreatedNotify())
+				for wr := range wch {
+					if wr.Created {
+						if !created {
+							created = true
+							ready <- struct{}{}
+						}
+						continue
 					}
+					if wr.Err() != nil {
+						break
+					}
+					for _, e := range wr.Events {
+						if e.Type == clientv3.EventTypeDelete {
+							delete(copyOf, string(e.Kv.Key))
+						} else {
+							copyOf[string(e.Kv.Key)] = string(e.Kv.Value)
+						}
+						next = e.Kv.ModRevision + 1
+					}
+					now := time.Now()
+					mu.Lock()
+					arrivals[wr.Header.Revision] = append(arrivals[wr.Header.Revision], now)
+					mu.Unlock()
 				}
-				now := time.Now()
-				mu.Lock()
-				arrivals[wr.Header.Revision] = append(arrivals[wr.Header.Revision], now)
-				mu.Unlock()
+				// The watch ended (an etcd leader election on the loaded
+				// machine ends watches that require a leader): watch again
+				// from the next revision, as a host's sync loop would.
+				if rctx.Err() == nil {
+					rewatches.Add(1)
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
 		}(h)
 	}
@@ -268,9 +288,13 @@ func run(hosts, instances, groups, writes, clients int, keepState bool) error {
 			float64(fi.Size())/(1<<20), saves[len(saves)/2], saves[len(saves)-1])
 	}
 	fmt.Printf("etcd members' resident memory after the writes: %.0f MiB in all\n", float64(rss2)/(1<<20))
+	if n := rewatches.Load(); n > 0 {
+		fmt.Printf("simulated hosts' watches ended and started again: %d times\n", n)
+	}
 	if q(all, .99) > time.Second {
-		fmt.Println("goal missed: p99 write → applied > 1 s")
-		os.Exit(1)
+		// An error, not an exit here: the deferred stops of etcd and the
+		// clients run first, leaving no data directory behind.
+		return errors.New("goal missed: p99 write → applied > 1 s")
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ import (
 // applied the revision that moves it — A no longer serves it, so its
 // connections no longer change there — A writes them, at most
 // vswitch.HandoffMax, to P/handoff/B/INSTANCE under a lease of its own
-// (handoffTTL). B, once it has applied the same revision and serves the
+// (handoffTTL), and forgets them. B, once it has applied the same revision and serves the
 // instance, waits for that key (it may come before or after), reads and
 // deletes it and imports the connections: each checked as
 // vswitch.ImportConnections says (the instance's own, against B's policy),
@@ -111,7 +111,11 @@ func (s *Sync) handOver(ctx context.Context, rev int64, m moves) {
 // sendHandoff writes the connections of an instance that left this host.
 func (s *Sync) sendHandoff(ctx context.Context, rev int64, name string, l leaving) {
 	var conns bytes.Buffer
-	n, over, err := s.w.Switch().ExportConnections(&conns, l.port, vswitch.HandoffMax)
+	sw := s.w.Switch()
+	n, over, err := sw.ExportConnections(&conns, l.port, vswitch.HandoffMax)
+	// Its port is gone here: its entries are of no more use, and would keep
+	// out the same connections if the instance came back.
+	sw.ForgetConnections(l.port)
 	if err != nil {
 		s.log.Error("cluster: exporting the connections of a moved instance", "instance", name, "err", err)
 		return

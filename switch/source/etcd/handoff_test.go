@@ -74,6 +74,9 @@ func TestHandoffFollowsTheMove(t *testing.T) {
 	if st := a.s.Status(); st.HandoffSent != 2 || st.HandoffLeftOut != 0 || st.HandoffLost != 0 {
 		t.Errorf("hv-a handed over %d (left out %d, lost %d), want web1's 2", st.HandoffSent, st.HandoffLeftOut, st.HandoffLost)
 	}
+	if n := a.sw.Conntrack().Len(); n != 0 {
+		t.Errorf("hv-a still tracks %d connections of the instance it handed over", n)
+	}
 	if st := b.s.Status(); st.HandoffImported != 1 || st.HandoffRefused != 1 {
 		t.Errorf("hv-b imported %d and refused %d, want 1 and 1", st.HandoffImported, st.HandoffRefused)
 	}
