@@ -39,7 +39,7 @@ type poller struct {
 	arm     []*pollQueue // queues to register with the epoll set
 	stop    bool
 	closed  bool // the loop has returned and closed ep and wake
-	count   int // queues given to this poller (for spreading them)
+	count   int  // queues given to this poller (for spreading them)
 
 	// The loop's own.
 	queues map[uint64]*pollQueue
