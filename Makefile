@@ -11,7 +11,7 @@ export SGSWITCH_GUEST_DIR := $(GUEST_DIR)
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm demo-cluster bench fuzz clean bench-vhost
+.PHONY: all build deps guest-kernel lint test unit e2e demo demo-vm demo-cluster bench fuzz clean bench-vhost bench-floor
 
 all: build
 
@@ -112,6 +112,13 @@ soak: build
 # hping3, nftables if missing). BENCH_FLOOD_FLAGS=-quick.
 bench-flood: build
 	$(GO) run ./bench/flood $(BENCH_FLOOD_FLAGS)
+
+# bench-floor: the floor of a userspace hop's latency on this machine: sockperf
+# ping-pong through the kernel bridge, through bench/floor/fwd.c (read and write,
+# nothing else; sleeping or busy-polling) and through sgswitch (goroutines,
+# poller) (root; installs gcc and sockperf if missing).
+bench-floor: build
+	bench/floor/run.sh $(BENCH_FLOOR_ARGS)
 
 # bench-vhost: VM to VM through sgswitch's vhost-user ports, through its ports
 # on TAP devices and through the Linux bridge + nftables on TAPs, in one run;

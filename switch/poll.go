@@ -38,7 +38,8 @@ type poller struct {
 	mu      sync.Mutex
 	arm     []*pollQueue // queues to register with the epoll set
 	stop    bool
-	count   int // queues given to this poller (for spreading them)
+	closed  bool // the loop has returned and closed ep and wake
+	count   int  // queues given to this poller (for spreading them)
 
 	// The loop's own.
 	queues map[uint64]*pollQueue
@@ -120,10 +121,28 @@ func (p *poller) rearm(pq *pollQueue) {
 	p.kick()
 }
 
+// kick wakes the loop. A netdev's hook may call it after the loop has
+// returned (its port closes after the pollers stop): the descriptor's
+// number may belong to another file by then, hence the check under mu.
 func (p *poller) kick() {
 	p.pending.Store(true)
 	one := [8]byte{1}
-	unix.Write(p.wake, one[:])
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		unix.Write(p.wake, one[:])
+	}
+}
+
+// close releases the poller's descriptors once its loop is done.
+func (p *poller) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		unix.Close(p.ep)
+		unix.Close(p.wake)
+	}
 }
 
 func (p *poller) shutdown() {
@@ -188,8 +207,7 @@ func (p *poller) ctl(pq *pollQueue, events uint32) {
 func (p *poller) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer unix.Close(p.ep)
-	defer unix.Close(p.wake)
+	defer p.close()
 	var spinStart time.Time
 	spinning := false
 	for {

@@ -261,8 +261,7 @@ func TestPollerMutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(p.ep)
-	defer unix.Close(p.wake)
+	defer p.close()
 	a, b := newSeqPort(t, "a"), newSeqPort(t, "b")
 	pr := &portRuntime{queues: []port.Port{a}}
 	p.add(pr, 0, a)
@@ -320,8 +319,7 @@ func TestPollerDrainAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(p.ep)
-	defer unix.Close(p.wake)
+	defer p.close()
 	var sc Scratch
 	s.Process(pWeb1, ft.TCP(web1, db1, 40000, 3306, "S", 100, 0, nil), &sc)
 	s.Process(pDB1, ft.TCP(db1, web1, 3306, 40000, "SA", 500, 101, nil), &sc)

@@ -40,6 +40,9 @@ func (s *Switch) Run(ctx context.Context) error {
 				pl.shutdown()
 			}
 			g.Wait()
+			for _, pl := range pollers {
+				pl.close()
+			}
 			return fmt.Errorf("switch.poll: start a poller thread: %w", err)
 		}
 		pollers = append(pollers, pl)
