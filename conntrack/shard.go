@@ -4,7 +4,7 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/sgswitch/sgswitch/internal/populate"
+	"github.com/sgswitch/sgswitch/conntrack/populate"
 )
 
 const (

@@ -16,7 +16,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/sgswitch/sgswitch/internal/populate"
+	"github.com/sgswitch/sgswitch/conntrack/populate"
 )
 
 // Frame is one captured frame.
