@@ -59,14 +59,7 @@ func (r *runLab) start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if exec.Command(sgswitchBin, "ctl", "--socket", r.socket, "stats").Run() == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("sgswitch run not answering after 15s\n%s", r.log)
-		}
-	}
+	waitAnswering(r.t, r.socket, r.log)
 }
 
 // stop sends SIGTERM and waits for the switch to exit.
@@ -74,19 +67,7 @@ func (r *runLab) stop() {
 	if r.cmd == nil || r.cmd.Process == nil {
 		return
 	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- r.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			r.t.Errorf("sgswitch run exited with %v\n%s", err, r.log)
-		}
-	case <-time.After(10 * time.Second):
-		r.cmd.Process.Kill()
-		<-done
-		r.t.Errorf("sgswitch run did not stop on SIGTERM\n%s", r.log)
-	}
+	stopBySIGTERM(r.t, "sgswitch run", r.cmd, 10*time.Second, r.log)
 	r.cmd = nil
 }
 

@@ -105,19 +105,7 @@ func startLab(t *testing.T, yaml string) *labRun {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		l.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- l.cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("sgswitch lab up exited with %v\n%s", err, l.log)
-			}
-		case <-time.After(10 * time.Second):
-			l.cmd.Process.Kill()
-			<-done
-			t.Errorf("sgswitch lab up did not stop on SIGTERM\n%s", l.log)
-		}
+		stopBySIGTERM(t, "sgswitch lab up", l.cmd, 10*time.Second, l.log)
 		if out, err := exec.Command(sgswitchBin, "lab", "down", "-c", path).CombinedOutput(); err != nil {
 			t.Errorf("lab down: %v\n%s", err, out)
 		}
@@ -143,6 +131,40 @@ func startLab(t *testing.T, yaml string) *labRun {
 		t.Fatalf("sgswitch lab up not ready after 20s\n%s", l.log)
 	}
 	return l
+}
+
+// stopBySIGTERM sends SIGTERM to the sgswitch process cmd (what names it in
+// messages) and waits up to grace for it to exit; t fails when it exits with
+// an error or has to be killed.
+func stopBySIGTERM(t testing.TB, what string, cmd *exec.Cmd, grace time.Duration, log fmt.Stringer) {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s exited with %v\n%s", what, err, log)
+		}
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+		t.Errorf("%s did not stop on SIGTERM\n%s", what, log)
+	}
+}
+
+// waitAnswering waits until the switch behind socket answers `ctl stats`;
+// t fails after 15 s.
+func waitAnswering(t testing.TB, socket string, log fmt.Stringer) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if exec.Command(sgswitchBin, "ctl", "--socket", socket, "stats").Run() == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sgswitch run not answering after 15s\n%s", log)
+		}
+	}
 }
 
 // syncWriter lets the test read a log the child process is still writing.

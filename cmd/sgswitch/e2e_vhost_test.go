@@ -58,33 +58,14 @@ func (s *vhostSwitch) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if exec.Command(sgswitchBin, "ctl", "--socket", s.socket, "stats").Run() == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("sgswitch run not answering after 15s\n%s", s.log)
-		}
-	}
+	waitAnswering(s.t, s.socket, s.log)
 }
 
 func (s *vhostSwitch) stop() {
 	if s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			s.t.Errorf("sgswitch run exited with %v\n%s", err, s.log)
-		}
-	case <-time.After(15 * time.Second):
-		s.cmd.Process.Kill()
-		<-done
-		s.t.Errorf("sgswitch run did not stop on SIGTERM\n%s", s.log)
-	}
+	stopBySIGTERM(s.t, "sgswitch run", s.cmd, 15*time.Second, s.log)
 	s.cmd = nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -203,21 +202,7 @@ func TestE2EVM(t *testing.T) {
 	if err := sw.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		sw.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- sw.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("sgswitch run exited with %v\n%s", err, l.log)
-			}
-		case <-time.After(15 * time.Second):
-			sw.Process.Kill()
-			<-done
-			t.Errorf("sgswitch run did not stop on SIGTERM\n%s", l.log)
-		}
-	})
+	t.Cleanup(func() { stopBySIGTERM(t, "sgswitch run", sw, 15*time.Second, l.log) })
 	waitControl(t, l)
 	t.Logf("switch up after %v", time.Since(begin).Round(time.Millisecond))
 
