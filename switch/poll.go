@@ -39,7 +39,7 @@ type poller struct {
 	arm     []*pollQueue // queues to register with the epoll set
 	stop    bool
 	closed  bool // the loop has returned and closed ep and wake
-	count   int  // queues given to this poller (for spreading them)
+	count   int  // live queues given to this poller (for spreading them)
 
 	// The loop's own.
 	queues map[uint64]*pollQueue
@@ -195,11 +195,23 @@ func (p *poller) ctl(pq *pollQueue, events uint32) {
 	case err == nil, port.NotAttached(err):
 		// A netdev without its device is armed when it comes back.
 	case errors.Is(err, net.ErrClosed) || pq.pr.removed.Load():
-		delete(p.queues, pq.key)
+		p.forget(pq)
 	default:
 		p.s.log.Error("port cannot be polled; it is not served until it is re-added", "port", pq.pr.device, "err", err)
-		delete(p.queues, pq.key)
+		p.forget(pq)
 	}
+}
+
+// forget drops a queue whose port is gone, so that the next port's queue
+// goes to the poller with the fewest live ones.
+func (p *poller) forget(pq *pollQueue) {
+	if p.queues[pq.key] != pq {
+		return // forgotten already (a late hook of a closed netdev)
+	}
+	delete(p.queues, pq.key)
+	p.mu.Lock()
+	p.count--
+	p.mu.Unlock()
 }
 
 // run is the poller's loop, on a thread of its own; it returns when
@@ -272,7 +284,7 @@ func (p *poller) drain(pq *pollQueue) bool {
 			if !pq.pr.removed.Load() && !errors.Is(err, net.ErrClosed) {
 				p.s.log.Error("port failed; it is not served until it is re-added", "port", pq.pr.device, "err", err)
 			}
-			delete(p.queues, pq.key)
+			p.forget(pq)
 			return got
 		}
 		if n == 0 {

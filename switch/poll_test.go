@@ -343,3 +343,33 @@ func TestPollerDrainAllocs(t *testing.T) {
 		t.Fatalf("nothing served (%d drains, %d frames to db1)", served.Load(), s.Stats()[pDB1].TxFrames)
 	}
 }
+
+// TestPollerForgetsClosedPorts: a closed port's queue leaves its poller and
+// its count, once however often it is reported, so that new ports go to the
+// poller with the fewest live queues.
+func TestPollerForgetsClosedPorts(t *testing.T) {
+	s := newTestSwitch(t, nil)
+	p, err := newPoller(s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	a, b := newSeqPort(t, "a"), newSeqPort(t, "b")
+	p.add(&portRuntime{queues: []port.Port{a}}, 0, a)
+	p.add(&portRuntime{queues: []port.Port{b}}, 0, b)
+	p.news()
+	if p.load() != 2 || len(p.queues) != 2 {
+		t.Fatalf("load %d, %d queues; want 2, 2", p.load(), len(p.queues))
+	}
+	a.Close()
+	for _, pq := range p.queues {
+		if pq.src == a {
+			p.drain(pq) // reads net.ErrClosed
+			p.rearm(pq) // and a late hook reports it again
+		}
+	}
+	p.news()
+	if p.load() != 1 || len(p.queues) != 1 {
+		t.Fatalf("after closing a: load %d, %d queues; want 1, 1", p.load(), len(p.queues))
+	}
+}
