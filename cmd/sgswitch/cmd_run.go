@@ -264,7 +264,13 @@ func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, opt serveO
 		extra = append(extra, opt.sync)
 		g.Go(func() error { return opt.sync.Run(ctx) })
 	}
-	g.Go(func() error { return reloadOnHUP(ctx, sw, reload, cfg.File, log) })
+	// SIGHUP is caught from here on, before anyone is told the switch is
+	// ready: one sent right after the readiness line must reload, not kill
+	// the process (the default action) or go unseen (under nohup).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error { return reloadOnHUP(ctx, hup, sw, reload, cfg.File, log) })
 	if metrics != nil {
 		g.Go(func() error { return sw.ServeMetrics(ctx, metrics, extra...) })
 	}
@@ -287,12 +293,10 @@ func serve(ctx context.Context, sw *vswitch.Switch, log *slog.Logger, opt serveO
 	return err
 }
 
-// reloadOnHUP re-reads the configuration file on SIGHUP. A file that does not
+// reloadOnHUP re-reads the configuration file on each SIGHUP that hup
+// receives (registered by the caller). A file that does not
 // load, or that cannot be applied, leaves the running policy in force.
-func reloadOnHUP(ctx context.Context, sw *vswitch.Switch, reload func(path string) (*config.Config, error), path string, log *slog.Logger) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, sw *vswitch.Switch, reload func(path string) (*config.Config, error), path string, log *slog.Logger) error {
 	for {
 		select {
 		case <-ctx.Done():
